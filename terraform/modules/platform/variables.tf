@@ -1,0 +1,106 @@
+variable "app_namespace" {
+  description = "Namespace of the Conduit application (SpinApps, Secret conduit-secrets)."
+  type        = string
+  default     = "conduit"
+}
+
+variable "ingress_nginx_chart_version" {
+  description = "Version of the ingress-nginx Helm chart."
+  type        = string
+  default     = "4.14.3"
+}
+
+variable "ingress_replicas" {
+  description = "Replicas of the ingress-nginx controller; above 1 the chart adds a PodDisruptionBudget."
+  type        = number
+  default     = 1
+}
+
+variable "ingress_internal" {
+  description = "Put the NLB in the private subnets (reachable only from the VPC) instead of the public ones."
+  type        = bool
+  default     = false
+}
+
+variable "cert_manager_chart_version" {
+  description = "Version of the cert-manager Helm chart (also required by the spin-operator's admission webhooks)."
+  type        = string
+  default     = "v1.20.0"
+}
+
+variable "runtime_class_manager_chart_version" {
+  description = "Version of the SpinKube runtime-class-manager Helm chart (installs the shim on nodes)."
+  type        = string
+  default     = "0.2.0"
+}
+
+variable "spin_operator_chart_version" {
+  description = "Version of the SpinKube spin-operator Helm chart."
+  type        = string
+  default     = "0.6.1"
+}
+
+variable "spin_shim_version" {
+  description = "containerd-shim-spin release installed on the nodes (v0.24.x runs Spin 3.6, which spin-sdk 5.2 targets)."
+  type        = string
+  default     = "v0.24.0"
+
+  validation {
+    condition     = can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+$", var.spin_shim_version))
+    error_message = "spin_shim_version must look like v0.24.0."
+  }
+}
+
+variable "spin_shim_sha256" {
+  description = "Optional sha256 of the containerd-shim-spin release tarballs, keyed by architecture (x86_64, aarch64); the shim downloader verifies them when set."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for arch, digest in var.spin_shim_sha256 : contains(["x86_64", "aarch64"], arch) && can(regex("^[0-9a-f]{64}$", digest))])
+    error_message = "spin_shim_sha256 keys must be x86_64 or aarch64 and values 64 lowercase hex digits."
+  }
+}
+
+variable "enable_metrics_server" {
+  description = "Install metrics-server so HorizontalPodAutoscalers (SpinApp enableAutoscaling) get CPU and memory metrics."
+  type        = bool
+  default     = true
+}
+
+variable "metrics_server_chart_version" {
+  description = "Version of the metrics-server Helm chart."
+  type        = string
+  default     = "3.13.0"
+}
+
+variable "storage_class_reclaim_policy" {
+  description = "What happens to a gp3 volume when its PVC is deleted: Delete (dev) or Retain (prod, keeps the data)."
+  type        = string
+  default     = "Delete"
+
+  validation {
+    condition     = contains(["Delete", "Retain"], var.storage_class_reclaim_policy)
+    error_message = "storage_class_reclaim_policy must be Delete or Retain."
+  }
+}
+
+variable "manage_app_secret" {
+  description = "Create Secret conduit-secrets (db_url, owner_db_url, jwt_secret) from database_url and owner_database_url; false when the Kubernetes manifests bring their own database and secret."
+  type        = bool
+  default     = false
+}
+
+variable "database_url" {
+  description = "URL of the application role (conduit_app) stored as db_url in conduit-secrets; required when manage_app_secret is true."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "owner_database_url" {
+  description = "URL of the schema owner role (conduit_owner) stored as owner_db_url, for the migration Job; required when manage_app_secret is true."
+  type        = string
+  default     = null
+  sensitive   = true
+}
