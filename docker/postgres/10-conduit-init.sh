@@ -6,7 +6,7 @@
 # its Unix socket. compose.yaml mounts this file there and migrations/init/init.sql
 # at /conduit-init/init.sql; the passwords arrive as environment variables of
 # the db service, so they never appear in a file or on a command line of the
-# host machine.
+# host machine. CONDUIT_INIT_SQL overrides the script's path (for tests).
 #
 # The file is executable, so the entrypoint runs it as a child process and the
 # strict mode below cannot leak into the entrypoint's own shell.
@@ -41,4 +41,4 @@ psql -v ON_ERROR_STOP=1 --no-psqlrc --no-password \
     --username "${POSTGRES_USER:-postgres}" --dbname postgres \
     -v owner_password="$CONDUIT_OWNER_PASSWORD" \
     -v app_password="$CONDUIT_APP_PASSWORD" \
-    -f /conduit-init/init.sql
+    -f "${CONDUIT_INIT_SQL:-/conduit-init/init.sql}"
