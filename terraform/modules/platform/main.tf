@@ -198,13 +198,15 @@ resource "kubernetes_secret_v1" "app" {
   data = {
     db_url       = var.database_url
     owner_db_url = var.owner_database_url
+    db_host      = var.database_host
+    db_port      = tostring(var.database_port)
     jwt_secret   = random_password.jwt_secret[0].result
   }
 
   lifecycle {
     precondition {
-      condition     = var.database_url != null && var.owner_database_url != null
-      error_message = "manage_app_secret needs database_url and owner_database_url."
+      condition     = var.database_url != null && var.owner_database_url != null && var.database_host != null
+      error_message = "manage_app_secret needs database_url, owner_database_url and database_host."
     }
   }
 }

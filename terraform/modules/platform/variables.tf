@@ -86,7 +86,7 @@ variable "storage_class_reclaim_policy" {
 }
 
 variable "manage_app_secret" {
-  description = "Create Secret conduit-secrets (db_url, owner_db_url, jwt_secret) from database_url and owner_database_url; false when the Kubernetes manifests bring their own database and secret."
+  description = "Create Secret conduit-secrets (db_url, owner_db_url, db_host, db_port, jwt_secret) for an external database; false when the Kubernetes manifests bring their own database and secret."
   type        = bool
   default     = false
 }
@@ -103,4 +103,16 @@ variable "owner_database_url" {
   type        = string
   default     = null
   sensitive   = true
+}
+
+variable "database_host" {
+  description = "Database host name stored as db_host (the Spin variable allowed_outbound_hosts is built from); required when manage_app_secret is true."
+  type        = string
+  default     = null
+}
+
+variable "database_port" {
+  description = "Database port stored as db_port."
+  type        = number
+  default     = 5432
 }

@@ -1,0 +1,76 @@
+variable "region" {
+  description = "AWS region of the environment."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "kubernetes_version" {
+  description = "Kubernetes <major>.<minor> version of the cluster."
+  type        = string
+  default     = "1.34"
+}
+
+variable "vpc_cidr" {
+  description = "IPv4 CIDR of the environment's VPC."
+  type        = string
+  default     = "10.20.0.0/16"
+}
+
+variable "api_allowed_cidrs" {
+  description = "CIDRs that may reach the Kubernetes API endpoint: where you run Terraform, kubectl and CI."
+  type        = list(string)
+}
+
+variable "admin_principal_arns" {
+  description = "IAM role or user ARNs given cluster-admin access entries, besides the identity running Terraform."
+  type        = list(string)
+  default     = []
+}
+
+variable "node_instance_types" {
+  description = "Instance types of the managed node group (the first one with capacity is used)."
+  type        = list(string)
+  default     = ["t3.large"]
+}
+
+variable "node_min_size" {
+  description = "Minimum nodes."
+  type        = number
+  default     = 2
+}
+
+variable "node_desired_size" {
+  description = "Nodes at creation (later changes are ignored by EKS scaling)."
+  type        = number
+  default     = 2
+}
+
+variable "node_max_size" {
+  description = "Maximum nodes."
+  type        = number
+  default     = 3
+}
+
+variable "enable_rds" {
+  description = "Use RDS PostgreSQL instead of the in-cluster StatefulSet; Terraform then writes Secret conduit-secrets."
+  type        = bool
+  default     = false
+}
+
+variable "rds_instance_class" {
+  description = "RDS instance class when enable_rds is true."
+  type        = string
+  default     = "db.t4g.micro"
+}
+
+variable "enable_metrics_server" {
+  description = "Install metrics-server for HorizontalPodAutoscalers."
+  type        = bool
+  default     = true
+}
+
+variable "spin_shim_sha256" {
+  description = "Optional sha256 digests of the containerd-shim-spin tarballs by architecture (x86_64, aarch64)."
+  type        = map(string)
+  default     = {}
+}

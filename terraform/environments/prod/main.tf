@@ -1,0 +1,106 @@
+# prod: every layer survives the loss of one availability zone. A NAT gateway per zone, nodes and
+# ingress controllers spread over three zones, Multi-AZ RDS, volumes kept when their claims go,
+# deletion protection on the cluster and the database.
+
+locals {
+  name = "conduit-prod"
+  tags = {
+    Project     = "conduit"
+    Environment = "prod"
+    ManagedBy   = "terraform"
+  }
+}
+
+provider "aws" {
+  region = var.region
+}
+
+module "cluster" {
+  source = "../../modules/cluster"
+
+  name               = local.name
+  kubernetes_version = var.kubernetes_version
+  vpc_cidr           = var.vpc_cidr
+
+  # A NAT gateway per zone, so losing one zone leaves the others' egress intact.
+  single_nat_gateway = false
+
+  endpoint_public_access_cidrs  = var.api_allowed_cidrs
+  admin_principal_arns          = var.admin_principal_arns
+  cluster_log_retention_in_days = 365
+  flow_log_retention_in_days    = 365
+  deletion_protection           = true
+
+  node_groups = {
+    general = {
+      instance_types = var.node_instance_types
+      min_size       = var.node_min_size
+      desired_size   = var.node_desired_size
+      max_size       = var.node_max_size
+    }
+  }
+
+  tags = local.tags
+}
+
+module "rds" {
+  source = "../../modules/rds"
+  count  = var.enable_rds ? 1 : 0
+
+  name                      = local.name
+  vpc_id                    = module.cluster.vpc_id
+  db_subnet_group_name      = module.cluster.database_subnet_group_name
+  allowed_security_group_id = module.cluster.node_security_group_id
+  instance_class            = var.rds_instance_class
+  multi_az                  = true
+  backup_retention_days     = 14
+  deletion_protection       = true
+  skip_final_snapshot       = false
+  allocated_storage_gib     = 50
+  max_allocated_storage_gib = 500
+
+  tags = local.tags
+}
+
+# Both providers authenticate with a short-lived token from the AWS CLI, so no credential is
+# stored in the state; they reach the cluster created above in the same apply.
+provider "kubernetes" {
+  host                   = module.cluster.cluster_endpoint
+  cluster_ca_certificate = base64decode(module.cluster.cluster_certificate_authority_data)
+
+  exec {
+    api_version = "client.authentication.k8s.io/v1beta1"
+    command     = "aws"
+    args        = ["eks", "get-token", "--cluster-name", module.cluster.cluster_name, "--region", var.region]
+  }
+}
+
+provider "helm" {
+  kubernetes = {
+    host                   = module.cluster.cluster_endpoint
+    cluster_ca_certificate = base64decode(module.cluster.cluster_certificate_authority_data)
+
+    exec = {
+      api_version = "client.authentication.k8s.io/v1beta1"
+      command     = "aws"
+      args        = ["eks", "get-token", "--cluster-name", module.cluster.cluster_name, "--region", var.region]
+    }
+  }
+}
+
+module "platform" {
+  source = "../../modules/platform"
+
+  ingress_replicas             = var.ingress_replicas
+  storage_class_reclaim_policy = "Retain"
+  enable_metrics_server        = var.enable_metrics_server
+  spin_shim_sha256             = var.spin_shim_sha256
+
+  manage_app_secret  = var.enable_rds
+  database_url       = var.enable_rds ? module.rds[0].app_database_url : null
+  owner_database_url = var.enable_rds ? module.rds[0].owner_database_url : null
+  database_host      = var.enable_rds ? module.rds[0].address : null
+
+  # Charts need schedulable nodes and the EBS CSI add-on, not just the control plane.
+  depends_on = [module.cluster]
+}

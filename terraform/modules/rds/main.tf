@@ -1,0 +1,172 @@
+# Managed PostgreSQL for Conduit: encrypted with its own KMS key, in the private database subnets,
+# reachable on 5432 only from the EKS nodes, TLS enforced. The master password lives only in
+# Secrets Manager (RDS-managed); the application and owner role passwords are generated here and
+# handed to the cluster as a Kubernetes Secret, never written to the repository.
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_iam_policy_document" "kms" {
+  # Key administration stays with the account's IAM policies; RDS and Secrets Manager use the key
+  # through grants they create on the instance's behalf.
+  statement {
+    sid       = "AccountAdministration"
+    actions   = ["kms:*"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+}
+
+resource "aws_kms_key" "database" {
+  description             = "Storage, Performance Insights and master secret of RDS instance ${var.name}"
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+  policy                  = data.aws_iam_policy_document.kms.json
+  tags                    = var.tags
+}
+
+resource "aws_kms_alias" "database" {
+  name          = "alias/${var.name}-rds"
+  target_key_id = aws_kms_key.database.key_id
+}
+
+resource "aws_security_group" "database" {
+  name_prefix = "${var.name}-rds-"
+  description = "PostgreSQL ${var.name}: 5432 from the EKS nodes only"
+  vpc_id      = var.vpc_id
+  tags        = var.tags
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "postgres_from_nodes" {
+  security_group_id            = aws_security_group.database.id
+  description                  = "PostgreSQL from EKS nodes"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = var.allowed_security_group_id
+  tags                         = var.tags
+}
+
+resource "aws_db_parameter_group" "postgres" {
+  name_prefix = "${var.name}-"
+  family      = "postgres${var.engine_version}"
+  description = "Conduit PostgreSQL ${var.engine_version}: TLS only, slow and DDL statements logged"
+  tags        = var.tags
+
+  parameter {
+    name  = "rds.force_ssl"
+    value = "1"
+  }
+
+  parameter {
+    name  = "log_statement"
+    value = "ddl"
+  }
+
+  parameter {
+    name  = "log_min_duration_statement"
+    value = "500"
+  }
+
+  parameter {
+    name  = "log_connections"
+    value = "1"
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+data "aws_iam_policy_document" "monitoring_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["monitoring.rds.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "monitoring" {
+  name_prefix        = "${var.name}-rds-mon-"
+  description        = "Enhanced Monitoring of RDS instance ${var.name}"
+  assume_role_policy = data.aws_iam_policy_document.monitoring_assume.json
+  tags               = var.tags
+}
+
+resource "aws_iam_role_policy_attachment" "monitoring" {
+  role       = aws_iam_role.monitoring.name
+  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+}
+
+resource "aws_db_instance" "postgres" {
+  identifier     = var.name
+  engine         = "postgres"
+  engine_version = var.engine_version
+  instance_class = var.instance_class
+
+  # No initial database: migrations/init/init.sql creates `conduit` owned by conduit_owner.
+  username                      = "conduit_admin"
+  manage_master_user_password   = true
+  master_user_secret_kms_key_id = aws_kms_key.database.arn
+
+  allocated_storage     = var.allocated_storage_gib
+  max_allocated_storage = var.max_allocated_storage_gib
+  storage_type          = "gp3"
+  storage_encrypted     = true
+  kms_key_id            = aws_kms_key.database.arn
+
+  multi_az               = var.multi_az
+  db_subnet_group_name   = var.db_subnet_group_name
+  vpc_security_group_ids = [aws_security_group.database.id]
+  publicly_accessible    = false
+  parameter_group_name   = aws_db_parameter_group.postgres.name
+
+  iam_database_authentication_enabled = true
+  auto_minor_version_upgrade          = true
+
+  backup_retention_period   = var.backup_retention_days
+  copy_tags_to_snapshot     = true
+  deletion_protection       = var.deletion_protection
+  skip_final_snapshot       = var.skip_final_snapshot
+  final_snapshot_identifier = "${var.name}-final"
+
+  enabled_cloudwatch_logs_exports       = ["postgresql", "upgrade"]
+  monitoring_interval                   = 60
+  monitoring_role_arn                   = aws_iam_role.monitoring.arn
+  performance_insights_enabled          = true
+  performance_insights_kms_key_id       = aws_kms_key.database.arn
+  performance_insights_retention_period = 7
+
+  tags = var.tags
+
+  depends_on = [aws_iam_role_policy_attachment.monitoring]
+}
+
+# Passwords of the two roles migrations/init/init.sql creates. Alphanumeric, so they can go into a
+# URL without escaping.
+resource "random_password" "owner" {
+  length  = 32
+  special = false
+}
+
+resource "random_password" "app" {
+  length  = 32
+  special = false
+}
+
+locals {
+  database_address = aws_db_instance.postgres.address
+  database_port    = aws_db_instance.postgres.port
+}
