@@ -1,0 +1,1 @@
+../../../../docker/postgres/10-conduit-init.sh

@@ -1,0 +1,56 @@
+{{/*
+Resource names are fixed (conduit-api, postgres, conduit-migrate): the
+database host, the Secrets and the Ingress refer to them by these names, as
+the Kustomize overlays do. One release per namespace.
+*/}}
+
+{{- define "conduit.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: conduit
+{{- end }}
+
+{{/* Pods of the API, whichever runtime runs them. */}}
+{{- define "conduit.apiSelectorLabels" -}}
+app.kubernetes.io/name: conduit
+app.kubernetes.io/component: api
+{{- end }}
+
+{{- define "conduit.postgresSelectorLabels" -}}
+app.kubernetes.io/name: postgres
+app.kubernetes.io/component: database
+{{- end }}
+
+{{- define "conduit.migrateLabels" -}}
+app.kubernetes.io/name: conduit
+app.kubernetes.io/component: migrate
+{{- end }}
+
+{{/* Host and port the component may connect to (allowed_outbound_hosts). */}}
+{{- define "conduit.dbHost" -}}
+{{- if eq .Values.database.mode "internal" }}postgres{{ else }}{{ required "database.external.host is required when database.mode is external" .Values.database.external.host }}{{ end }}
+{{- end }}
+
+{{- define "conduit.dbPort" -}}
+{{- if eq .Values.database.mode "internal" }}5432{{ else }}{{ .Values.database.external.port }}{{ end }}
+{{- end }}
+
+{{/* Port the API pods serve on: wasmhost 3000, the Spin shim 80. */}}
+{{- define "conduit.apiPort" -}}
+{{- if eq .Values.executor "spinkube" }}80{{ else }}3000{{ end }}
+{{- end }}
+
+{{- define "conduit.validate" -}}
+{{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- fail (printf "autoscaling.minReplicas (%v) must not exceed autoscaling.maxReplicas (%v)" .Values.autoscaling.minReplicas .Values.autoscaling.maxReplicas) }}
+{{- end }}
+{{- range $name, $tag := dict "image.host.tag" .Values.image.host.tag "image.spinApp.tag" .Values.image.spinApp.tag "postgres.image.tag" .Values.postgres.image.tag }}
+{{- if eq $tag "latest" }}
+{{- fail (printf "%s must pin a version, not latest: rollbacks and rollouts need an immutable image" $name) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.ingress.enabled .Values.ingress.tls.enabled (not .Values.ingress.host) }}
+{{- fail "ingress.tls.enabled needs ingress.host (the certificate's name)" }}
+{{- end }}
+{{- end }}
