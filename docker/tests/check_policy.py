@@ -24,6 +24,7 @@ import argparse
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 # Names that hold credentials or keys.
@@ -74,6 +75,46 @@ def env_file(path: Path) -> dict[str, str]:
         name, _, value = line.partition("=")
         settings[name.strip()] = value.strip()
     return settings
+
+
+def ignore_regex(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern as a regex (`**` any depth, `*` and `?` within
+    one path segment)."""
+    pattern = pattern.strip().strip("/")
+    regex = ""
+    position = 0
+    while position < len(pattern):
+        if pattern.startswith("**/", position):
+            regex += "(?:.*/)?"
+            position += 3
+        elif pattern.startswith("**", position):
+            regex += ".*"
+            position += 2
+        elif pattern[position] == "*":
+            regex += "[^/]*"
+            position += 1
+        elif pattern[position] == "?":
+            regex += "[^/]"
+            position += 1
+        else:
+            regex += re.escape(pattern[position])
+            position += 1
+    return re.compile(regex + r"\Z")
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Whether Docker leaves `path` out of the build context: a pattern
+    matching the path or one of its parent folders excludes it; the last
+    matching pattern wins, `!` re-includes."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: index + 1]) for index in range(len(parts))]
+    result = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        regex = ignore_regex(pattern[1:] if negated else pattern)
+        if any(regex.match(prefix) for prefix in prefixes):
+            result = not negated
+    return result
 
 
 def dockerfile_for(root: Path, service: dict) -> Path | None:
@@ -192,6 +233,40 @@ def main() -> int:
                     if name.isupper() and SECRET_NAME.search(name):
                         problems.append(f"{dockerfile.relative_to(root)}: bakes secret-like setting {name}")
     checks.check("no Dockerfile bakes in a secret", problems)
+
+    # The build context is the repository root: build outputs, local data and
+    # tool caches stay out of it (size, cache invalidation, secrets).
+    problems = []
+    ignore_file = root / ".dockerignore"
+    if not ignore_file.is_file():
+        problems.append(".dockerignore is missing")
+    else:
+        patterns = {line.strip().rstrip("/") for line in ignore_file.read_text().splitlines()}
+        for wanted in ("target", ".data", ".stack", ".cache", "**/node_modules", "**/.env"):
+            if wanted not in patterns:
+                problems.append(f".dockerignore does not exclude {wanted}")
+        ordered = [
+            line.strip() for line in ignore_file.read_text().splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ]
+        # What the Dockerfiles need from the context must survive it.
+        needed = ["Cargo.toml", "Cargo.lock", "spin.toml", "migrations/init/init.sql", "docker/nginx/nginx.conf"]
+        manifest = tomllib.loads((root / "Cargo.toml").read_text())
+        for member in manifest.get("workspace", {}).get("members", []):
+            needed += [f"{member}/Cargo.toml", f"{member}/src/lib.rs", f"{member}/src/main.rs"]
+        needed += [path.relative_to(root).as_posix() for path in root.glob("components/*/package*.json")]
+        needed += [path.relative_to(root).as_posix() for path in root.glob("migrations/*.sql")]
+        needed += [path.relative_to(root).as_posix() for path in root.glob("wit/**/*.wit")][:20]
+        for path in needed:
+            if ignored(path, ordered):
+                problems.append(f".dockerignore excludes {path}, which the image build needs")
+        for must_go in ("target/release/wasmhost", "host/target/debug/x", "components/docs/node_modules/a/b.js",
+                        ".data/pg/PG_VERSION", ".cache/venv/bin/python", "docker/.env"):
+            if not ignored(must_go, ordered):
+                problems.append(f".dockerignore lets {must_go} into the build context")
+        for negated in sorted(pattern for pattern in patterns if pattern.startswith("!")):
+            problems.append(f".dockerignore re-includes {negated[1:]}; check that it is meant to be in the image")
+    checks.check(".dockerignore keeps target/, data, caches, node_modules and .env out of the context", problems)
 
     print(f"# policy: {checks.passed} passed, {checks.failed} failed")
     return 1 if checks.failed else 0
