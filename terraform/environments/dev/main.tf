@@ -20,6 +20,7 @@ module "cluster" {
   name               = local.name
   kubernetes_version = var.kubernetes_version
   vpc_cidr           = var.vpc_cidr
+  availability_zones = var.availability_zones
 
   # One NAT gateway for all zones: an outage of its zone cuts egress, acceptable for dev.
   single_nat_gateway = true

@@ -4,6 +4,17 @@ variable "region" {
   default     = "us-east-1"
 }
 
+variable "availability_zones" {
+  description = "Three availability zones of the region, named explicitly so the set is stable."
+  type        = list(string)
+  default     = ["us-east-1a", "us-east-1b", "us-east-1c"]
+
+  validation {
+    condition     = length(var.availability_zones) == 3 && alltrue([for zone in var.availability_zones : startswith(zone, var.region)])
+    error_message = "availability_zones must be three zones of var.region."
+  }
+}
+
 variable "kubernetes_version" {
   description = "Kubernetes <major>.<minor> version of the cluster."
   type        = string

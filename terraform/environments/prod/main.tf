@@ -21,6 +21,7 @@ module "cluster" {
   name               = local.name
   kubernetes_version = var.kubernetes_version
   vpc_cidr           = var.vpc_cidr
+  availability_zones = var.availability_zones
 
   # A NAT gateway per zone, so losing one zone leaves the others' egress intact.
   single_nat_gateway = false

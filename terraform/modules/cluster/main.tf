@@ -3,24 +3,14 @@
 # that runs inside Kubernetes lives in the platform module, so this module needs only the AWS
 # provider and can be planned before the cluster exists.
 
-data "aws_availability_zones" "available" {
-  # Local and Wavelength zones cannot host EKS nodes or NAT gateways.
-  filter {
-    name   = "opt-in-status"
-    values = ["opt-in-not-required"]
-  }
-}
-
 data "aws_partition" "current" {}
 
 locals {
-  azs = slice(data.aws_availability_zones.available.names, 0, var.availability_zone_count)
-
   # /20 per zone for nodes: the VPC CNI gives every pod a VPC address, so node subnets need room.
   # Public and database subnets only hold load balancer and RDS interfaces, so /24 is plenty.
-  private_subnets  = [for index in range(var.availability_zone_count) : cidrsubnet(var.vpc_cidr, 4, index)]
-  public_subnets   = [for index in range(var.availability_zone_count) : cidrsubnet(var.vpc_cidr, 8, 200 + index)]
-  database_subnets = [for index in range(var.availability_zone_count) : cidrsubnet(var.vpc_cidr, 8, 210 + index)]
+  private_subnets  = [for index in range(length(var.availability_zones)) : cidrsubnet(var.vpc_cidr, 4, index)]
+  public_subnets   = [for index in range(length(var.availability_zones)) : cidrsubnet(var.vpc_cidr, 8, 200 + index)]
+  database_subnets = [for index in range(length(var.availability_zones)) : cidrsubnet(var.vpc_cidr, 8, 210 + index)]
 
   admin_access_entries = {
     for index, principal_arn in var.admin_principal_arns : "admin-${index}" => {
@@ -63,12 +53,13 @@ locals {
 }
 
 module "vpc" {
+  #checkov:skip=CKV_TF_1:Registry modules take no commit hash; the source is pinned to an exact released version instead.
   source  = "terraform-aws-modules/vpc/aws"
   version = "6.6.0"
 
   name = var.name
   cidr = var.vpc_cidr
-  azs  = local.azs
+  azs  = var.availability_zones
 
   private_subnets  = local.private_subnets
   public_subnets   = local.public_subnets
@@ -111,6 +102,7 @@ module "vpc" {
 }
 
 module "eks" {
+  #checkov:skip=CKV_TF_1:Registry modules take no commit hash; the source is pinned to an exact released version instead.
   source  = "terraform-aws-modules/eks/aws"
   version = "21.19.0"
 

@@ -23,14 +23,13 @@ variable "vpc_cidr" {
   }
 }
 
-variable "availability_zone_count" {
-  description = "How many availability zones the VPC spans."
-  type        = number
-  default     = 3
+variable "availability_zones" {
+  description = "Availability zones the VPC and nodes span, named explicitly so the set never changes when AWS adds a zone (subnets are numbered by position)."
+  type        = list(string)
 
   validation {
-    condition     = var.availability_zone_count >= 2 && var.availability_zone_count <= 4
-    error_message = "availability_zone_count must be between 2 and 4 (EKS needs at least two)."
+    condition     = length(var.availability_zones) >= 2 && length(var.availability_zones) <= 4 && length(distinct(var.availability_zones)) == length(var.availability_zones)
+    error_message = "availability_zones must list 2 to 4 distinct zones (EKS needs at least two)."
   }
 }
 
