@@ -393,3 +393,45 @@ def test_every_checkov_skip_is_justified_inline():
 def test_unjustified_checkov_skip_is_reported():
     assert unjustified_checkov_skips("#checkov:skip=CKV_AWS_1\n#checkov:skip=CKV_AWS_2:ok\n") == ["CKV_AWS_1", "CKV_AWS_2"]
     assert unjustified_checkov_skips("#checkov:skip=CKV_AWS_3:dev is disposable by design\n") == []
+
+
+# --- the Secret Terraform writes is the one the Kubernetes manifests read --------------------------
+
+K8S_BASE = REPOSITORY_ROOT / "k8s/base"
+
+
+def secret_keys_read_by_manifests(name: str) -> set[str]:
+    keys = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            reference = node.get("secretKeyRef")
+            if isinstance(reference, dict) and reference.get("name") == name and "key" in reference:
+                keys.add(reference["key"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for manifest in sorted(K8S_BASE.rglob("*.yaml")):
+        for document in yaml.safe_load_all(manifest.read_text(encoding="utf-8")):
+            walk(document)
+    return keys
+
+
+def terraform_app_secret_keys() -> set[str]:
+    resource = load("modules/platform").documents[TERRAFORM_ROOT / "modules/platform/main.tf"]["resource"]
+    for block in resource:
+        if "kubernetes_secret_v1" in block:
+            secret = block["kubernetes_secret_v1"]["app"]
+            data = secret["data"][0] if isinstance(secret["data"], list) else secret["data"]
+            return {key for key in data if not key.startswith("__")}
+    raise AssertionError("kubernetes_secret_v1.app not found")
+
+
+@pytest.mark.skipif(not K8S_BASE.is_dir(), reason="k8s/base is not in this checkout")
+def test_app_secret_has_every_key_the_kubernetes_manifests_read():
+    read = secret_keys_read_by_manifests("conduit-secrets")
+    assert read, "the manifests read no key of conduit-secrets"
+    assert read - terraform_app_secret_keys() == set()

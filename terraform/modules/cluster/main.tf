@@ -139,6 +139,11 @@ module "eks" {
   addons = {
     vpc-cni = {
       before_compute = true
+      # The manifests' NetworkPolicies (default deny; only the API reaches PostgreSQL) are enforced
+      # only when the VPC CNI's network policy agent is on; EKS leaves it off by default.
+      configuration_values = jsonencode({
+        enableNetworkPolicy = "true"
+      })
     }
     eks-pod-identity-agent = {
       before_compute = true

@@ -196,11 +196,11 @@ resource "kubernetes_secret_v1" "app" {
   }
 
   data = {
-    db_url       = var.database_url
-    owner_db_url = var.owner_database_url
-    db_host      = var.database_host
-    db_port      = tostring(var.database_port)
-    jwt_secret   = random_password.jwt_secret[0].result
+    db_url         = var.database_url
+    migrate_db_url = var.owner_database_url
+    db_host        = var.database_host
+    db_port        = tostring(var.database_port)
+    jwt_secret     = random_password.jwt_secret[0].result
   }
 
   lifecycle {

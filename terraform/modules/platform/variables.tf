@@ -86,7 +86,7 @@ variable "storage_class_reclaim_policy" {
 }
 
 variable "manage_app_secret" {
-  description = "Create Secret conduit-secrets (db_url, owner_db_url, db_host, db_port, jwt_secret) for an external database; false when the Kubernetes manifests bring their own database and secret."
+  description = "Create Secret conduit-secrets (db_url, migrate_db_url, db_host, db_port, jwt_secret) for an external database; false when the Kubernetes manifests bring their own database and secret."
   type        = bool
   default     = false
 }
@@ -99,7 +99,7 @@ variable "database_url" {
 }
 
 variable "owner_database_url" {
-  description = "URL of the schema owner role (conduit_owner) stored as owner_db_url, for the migration Job; required when manage_app_secret is true."
+  description = "URL of the schema owner role (conduit_owner) stored as migrate_db_url, which the migration Job reads; required when manage_app_secret is true."
   type        = string
   default     = null
   sensitive   = true
