@@ -1,0 +1,280 @@
+"""Properties every rendered Kubernetes output must have.
+
+scripts/check-k8s renders each Kustomize overlay and the Helm chart with
+several value sets into K8S_RENDERED_DIR as <variant>.yaml, then runs this
+file. The variants and what each promises are listed in VARIANTS below.
+"""
+
+import copy
+import os
+import pathlib
+import re
+
+import kubernetes_validate
+import pytest
+import yaml
+
+import spinkube_schema
+
+RENDERED_DIR = pathlib.Path(os.environ.get("K8S_RENDERED_DIR", ".cache/k8s/rendered"))
+SPINKUBE_CRD_DIR = os.environ.get("SPINKUBE_CRD_DIR", "../shared/spinkube")
+
+# What each rendered output must contain. replicas=None: the HPA owns the
+# replica count, so the workload must not set one.
+VARIANTS = {
+    "kustomize-dev": dict(runtime="container", database="internal", replicas=1, autoscaling=False),
+    "kustomize-prod": dict(runtime="container", database="internal", replicas=None, autoscaling=True),
+    "kustomize-prod-external-db": dict(runtime="container", database="external", replicas=None, autoscaling=True),
+    "kustomize-spinkube-dev": dict(runtime="spinkube", database="internal", replicas=1, autoscaling=False),
+    "kustomize-spinkube-prod": dict(runtime="spinkube", database="internal", replicas=None, autoscaling=True),
+    "helm-default": dict(runtime="container", database="internal", replicas=1, autoscaling=False),
+    "helm-spinkube": dict(runtime="spinkube", database="internal", replicas=1, autoscaling=False),
+    "helm-container-ha": dict(runtime="container", database="internal", replicas=None, autoscaling=True),
+    "helm-spinkube-ha": dict(runtime="spinkube", database="internal", replicas=None, autoscaling=True),
+    "helm-external-db": dict(runtime="container", database="external", replicas=None, autoscaling=True),
+}
+MIN_HA_REPLICAS = 3
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet", "CronJob", "Pod", "ReplicaSet"}
+SECRET_ENV = re.compile(r"PASSWORD|SECRET|TOKEN|DB_URL|DATABASE_URL|KEY", re.IGNORECASE)
+CREDENTIALS_IN_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:[^@\s'\"]+@", re.IGNORECASE)
+
+
+def load(variant):
+    path = RENDERED_DIR / f"{variant}.yaml"
+    if not path.exists():
+        pytest.fail(f"{path} was not rendered")
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def of_kind(docs, kind):
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def pod_spec(doc):
+    if doc["kind"] == "Pod":
+        return doc["spec"]
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return doc["spec"]["template"]["spec"]
+
+
+def containers(spec):
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def api_workload(docs, runtime):
+    kind = "SpinApp" if runtime == "spinkube" else "Deployment"
+    found = [doc for doc in of_kind(docs, kind) if doc["metadata"]["name"] == "conduit-api"]
+    assert len(found) == 1, f"expected one {kind} conduit-api, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request):
+    return request.param, VARIANTS[request.param], load(request.param)
+
+
+def test_every_container_runs_as_non_root_with_resources(variant):
+    name, _, docs = variant
+    workloads = [doc for doc in docs if doc["kind"] in WORKLOAD_KINDS]
+    assert workloads, f"{name}: no workloads rendered"
+    for doc in workloads:
+        spec = pod_spec(doc)
+        pod_context = spec.get("securityContext", {})
+        for container in containers(spec):
+            where = f"{name}: {doc['kind']}/{doc['metadata']['name']}/{container['name']}"
+            context = {**pod_context, **container.get("securityContext", {})}
+            assert context.get("runAsNonRoot") is True, f"{where} may run as root"
+            assert context.get("runAsUser", 1) != 0, f"{where} runs as UID 0"
+            assert container.get("securityContext", {}).get("allowPrivilegeEscalation") is False, where
+            assert container["securityContext"].get("readOnlyRootFilesystem") is True, where
+            assert "ALL" in container["securityContext"].get("capabilities", {}).get("drop", []), where
+            for bound in ("requests", "limits"):
+                for resource in ("cpu", "memory"):
+                    assert container.get("resources", {}).get(bound, {}).get(resource), (
+                        f"{where} has no {bound}.{resource}"
+                    )
+    # A SpinApp's pods are built by the operator, which accepts no
+    # securityContext; resources are what the SpinApp can and must set.
+    for app in of_kind(docs, "SpinApp"):
+        for bound in ("requests", "limits"):
+            for resource in ("cpu", "memory"):
+                assert app["spec"].get("resources", {}).get(bound, {}).get(resource), (
+                    f"{name}: SpinApp/{app['metadata']['name']} has no {bound}.{resource}"
+                )
+
+
+def test_database_lives_only_on_a_persistent_volume_claim(variant):
+    name, expected, docs = variant
+    for doc in docs:
+        if doc["kind"] in WORKLOAD_KINDS:
+            for volume in pod_spec(doc).get("volumes", []):
+                assert "hostPath" not in volume, f"{name}: {doc['metadata']['name']} mounts a hostPath"
+    postgres_workloads = [
+        doc
+        for doc in docs
+        if doc["kind"] in WORKLOAD_KINDS
+        and any(c["image"].split("/")[-1].startswith("postgres:") for c in containers(pod_spec(doc)))
+    ]
+    if expected["database"] == "external":
+        assert not postgres_workloads, f"{name}: external database, yet a PostgreSQL workload is rendered"
+        return
+    assert [doc["kind"] for doc in postgres_workloads] == ["StatefulSet"], (
+        f"{name}: PostgreSQL must run only as a StatefulSet"
+    )
+    statefulset = postgres_workloads[0]
+    claims = {t["metadata"]["name"]: t for t in statefulset["spec"].get("volumeClaimTemplates", [])}
+    pod_volumes = {v["name"] for v in pod_spec(statefulset).get("volumes", [])}
+    (postgres,) = [c for c in pod_spec(statefulset)["containers"] if c["name"] == "postgres"]
+    data_mounts = [m for m in postgres["volumeMounts"] if m["mountPath"] == "/var/lib/postgresql/data"]
+    assert len(data_mounts) == 1, f"{name}: the data directory is not mounted"
+    volume = data_mounts[0]["name"]
+    assert volume in claims and volume not in pod_volumes, f"{name}: data volume {volume} is not a PVC"
+    assert claims[volume]["spec"].get("storageClassName"), f"{name}: data PVC has no storage class"
+    pgdata = [e["value"] for e in postgres["env"] if e["name"] == "PGDATA"]
+    assert pgdata and pgdata[0].startswith("/var/lib/postgresql/data/"), f"{name}: PGDATA is off the volume"
+
+
+def test_secrets_only_by_reference(variant):
+    name, _, docs = variant
+    assert not of_kind(docs, "Secret"), f"{name}: renders a Secret; secrets are created outside the manifests"
+    text = (RENDERED_DIR / f"{name}.yaml").read_text()
+    assert not CREDENTIALS_IN_URL.search(text), f"{name}: a URL with credentials is in the manifests"
+    for doc in docs:
+        if doc["kind"] not in WORKLOAD_KINDS:
+            continue
+        for container in containers(pod_spec(doc)):
+            for env in container.get("env", []):
+                if SECRET_ENV.search(env["name"]):
+                    assert "secretKeyRef" in env.get("valueFrom", {}), (
+                        f"{name}: {doc['metadata']['name']}/{container['name']} sets {env['name']} literally"
+                    )
+    for app in of_kind(docs, "SpinApp"):
+        variables = {v["name"]: v for v in app["spec"]["variables"]}
+        for secret in ("db_url", "jwt_secret"):
+            assert "secretKeyRef" in variables[secret].get("valueFrom", {}), f"{name}: {secret} not from a Secret"
+
+
+def test_replicas_and_autoscaling_as_the_variant_says(variant):
+    name, expected, docs = variant
+    workload = api_workload(docs, expected["runtime"])
+    hpas = of_kind(docs, "HorizontalPodAutoscaler")
+    pdbs = of_kind(docs, "PodDisruptionBudget")
+    assert workload["spec"].get("replicas") == expected["replicas"], f"{name}: replicas"
+    if expected["runtime"] == "spinkube":
+        assert workload["spec"].get("enableAutoscaling", False) is expected["autoscaling"], f"{name}: enableAutoscaling"
+        assert workload["spec"]["executor"] == "containerd-shim-spin"
+    if not expected["autoscaling"]:
+        assert not hpas and not pdbs, f"{name}: a single-replica variant must not autoscale or hold a PDB"
+        return
+    (hpa,) = hpas
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "conduit-api"}
+    assert hpa["spec"]["minReplicas"] >= MIN_HA_REPLICAS, f"{name}: HPA minimum below {MIN_HA_REPLICAS}"
+    assert hpa["spec"]["maxReplicas"] >= hpa["spec"]["minReplicas"]
+    (pdb,) = pdbs
+    assert pdb["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "conduit",
+        "app.kubernetes.io/component": "api",
+    }
+    if expected["runtime"] == "container":
+        spread = pod_spec(workload)["topologySpreadConstraints"]
+        zone = [s for s in spread if s["topologyKey"] == "topology.kubernetes.io/zone"]
+        assert zone and zone[0]["whenUnsatisfiable"] == "DoNotSchedule", f"{name}: replicas may share a zone"
+
+
+def test_api_pods_carry_the_labels_policies_select(variant):
+    name, expected, docs = variant
+    workload = api_workload(docs, expected["runtime"])
+    labels = (
+        workload["spec"]["podLabels"]
+        if expected["runtime"] == "spinkube"
+        else workload["spec"]["template"]["metadata"]["labels"]
+    )
+    assert labels.get("app.kubernetes.io/component") == "api", f"{name}: API pods lack component=api"
+
+
+def test_network_is_default_deny_and_only_clients_reach_the_database(variant):
+    name, expected, docs = variant
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in of_kind(docs, "NetworkPolicy")}
+    deny = policies.get("default-deny-all")
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, f"{name}: no default deny"
+    api = policies["conduit-api-from-ingress"]
+    (rule,) = api["ingress"]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ], f"{name}: the API admits more than ingress-nginx"
+    port = 80 if expected["runtime"] == "spinkube" else 3000
+    assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+    if expected["database"] == "internal":
+        (rule,) = policies["postgres-from-clients"]["ingress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+        (source,) = rule["from"]
+        assert source == {
+            "podSelector": {
+                "matchExpressions": [
+                    {"key": "app.kubernetes.io/component", "operator": "In", "values": ["api", "migrate"]}
+                ]
+            }
+        }, f"{name}: PostgreSQL admits more than the API and the migration Job"
+
+
+def test_migration_job_runs_the_host_image(variant):
+    name, _, docs = variant
+    jobs = [doc for doc in of_kind(docs, "Job") if doc["metadata"]["name"] == "conduit-migrate"]
+    assert len(jobs) == 1, f"{name}: no migration Job"
+    (container,) = pod_spec(jobs[0])["containers"]
+    assert container["args"] == ["migrate"]
+    assert "conduit-wasmhost:" in container["image"]
+    if name.startswith("helm-"):
+        hooks = jobs[0]["metadata"]["annotations"]["helm.sh/hook"].split(",")
+        assert "pre-upgrade" in hooks
+
+
+def test_images_are_pinned(variant):
+    name, _, docs = variant
+    images = [c["image"] for d in docs if d["kind"] in WORKLOAD_KINDS for c in containers(pod_spec(d))]
+    images += [d["spec"]["image"] for d in of_kind(docs, "SpinApp")]
+    for image in images:
+        tag = image.rsplit("/", 1)[-1].partition(":")[2]
+        assert "@sha256:" in image or (tag and tag != "latest"), f"{name}: {image} is not pinned"
+
+
+def test_helm_chart_installs_nothing_the_overlays_do_not():
+    def kinds(prefix):
+        return {
+            (doc["apiVersion"], doc["kind"])
+            for variant in VARIANTS
+            if variant.startswith(prefix)
+            for doc in load(variant)
+        }
+
+    extra = kinds("helm-") - kinds("kustomize-")
+    assert not extra, f"the Helm chart installs kinds no overlay does: {sorted(extra)}"
+
+
+def test_strict_validators_reject_unknown_fields_and_wrong_types():
+    """The schema checks in check-k8s must be able to fail."""
+    deployment = copy.deepcopy(api_workload(load("kustomize-dev"), "container"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+
+    validators = spinkube_schema.load_validators(SPINKUBE_CRD_DIR)
+    spinapp = api_workload(load("kustomize-spinkube-dev"), "spinkube")
+    assert spinkube_schema.errors_of(validators, spinapp) == []
+    misspelt = copy.deepcopy(spinapp)
+    misspelt["spec"]["checks"]["readiness"]["httpGet"]["pth"] = "/"
+    assert spinkube_schema.errors_of(validators, misspelt)
+    wrong_type = copy.deepcopy(spinapp)
+    wrong_type["spec"]["replicas"] = "three"
+    assert spinkube_schema.errors_of(validators, wrong_type)
+
+
+def test_every_skipped_checkov_check_is_justified(variant):
+    name, _, docs = variant
+    for doc in docs:
+        for key, value in doc["metadata"].get("annotations", {}).items():
+            if key.startswith("checkov.io/skip"):
+                check, _, reason = value.partition("=")
+                assert re.fullmatch(r"CKV2?_K8S_\d+", check), f"{name}: bad skip {value!r}"
+                assert len(reason.split()) >= 5, f"{name}: {check} skipped without a reason"
