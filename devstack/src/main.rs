@@ -1,1 +1,200 @@
-fn main() {}
+//! `devstack up`: the whole stack on this machine, in the foreground.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use devstack::{Database, Echo, Secrets, Stack, StackConfig};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Parser)]
+#[command(
+    name = "devstack",
+    about = "Runs the Conduit stack locally: PostgreSQL, wasmhost replicas, nginx"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Start everything, stream the logs, stop everything on Ctrl-C or SIGTERM.
+    Up {
+        /// Number of wasmhost replicas behind nginx.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
+        replicas: u16,
+        /// nginx's port on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Port of the private PostgreSQL cluster (ignored with DATABASE_URL).
+        #[arg(long, env = "DEVSTACK_PG_PORT", default_value_t = 55432)]
+        pg_port: u16,
+        /// First replica API port (the others follow).
+        #[arg(long, default_value_t = 3001)]
+        api_port: u16,
+        /// First replica admin port (the others follow).
+        #[arg(long, default_value_t = 9101)]
+        admin_port: u16,
+        /// An existing database instead of the private cluster; runs the
+        /// migrations, and the replicas use it unless APP_DATABASE_URL is set.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// The replicas' database URL when DATABASE_URL is set (e.g. the
+        /// conduit_app role instead of the owner).
+        #[arg(long, env = "APP_DATABASE_URL", hide_env_values = true)]
+        app_database_url: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Commands::Up {
+            replicas,
+            port,
+            pg_port,
+            api_port,
+            admin_port,
+            database_url,
+            app_database_url,
+        } => {
+            let root = project_root()?;
+            let secrets = load_secrets(&root)?;
+            let database = match database_url {
+                Some(owner_url) => Database::External {
+                    app_url: app_database_url.unwrap_or_else(|| owner_url.clone()),
+                    owner_url,
+                },
+                None => Database::Private {
+                    data_dir: root.join(".data/postgres"),
+                    port: pg_port,
+                },
+            };
+            let mut config = StackConfig::new(&root, &root.join(".stack"), database)?;
+            config.secrets = secrets;
+            config.replicas = usize::from(replicas);
+            config.http_port = port;
+            config.api_base_port = api_port;
+            config.admin_base_port = admin_port;
+            config.echo = Echo::Stdout;
+            up(config).await
+        }
+    }
+}
+
+async fn up(config: StackConfig) -> Result<()> {
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let replica_count = config.replicas;
+    let stack = tokio::select! {
+        stack = Stack::start(config) => stack?,
+        // Dropping the half-started stack kills what it started.
+        _ = interrupt.recv() => bail!("interrupted while starting"),
+        _ = terminate.recv() => bail!("terminated while starting"),
+    };
+    let url = stack.url();
+    println!();
+    println!("Conduit is running with {replica_count} replica(s) behind nginx:");
+    println!("  API:     {url}/api   (e.g. curl {url}/api/tags)");
+    println!("  Swagger: {url}/docs");
+    println!("Press Ctrl-C to stop.");
+    println!();
+
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    let mut stack = stack;
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            _ = watch.tick() => report_exits(&mut stack),
+        }
+    }
+    println!("devstack: stopping (Ctrl-C again to kill immediately)");
+    tokio::select! {
+        result = stack.stop() => {
+            result?;
+            println!("devstack: stopped");
+            Ok(())
+        }
+        // Returning drops the stack, which kills every process group.
+        _ = interrupt.recv() => bail!("killed"),
+    }
+}
+
+/// Says so when a replica dies; nginx keeps serving from the others.
+fn report_exits(stack: &mut Stack) {
+    for replica in &mut stack.replicas {
+        if replica.has_exited() {
+            eprintln!(
+                "devstack: {} exited; the other replicas keep serving",
+                replica.name()
+            );
+        }
+    }
+}
+
+/// The project root: `$DEVSTACK_ROOT`, else the current directory when it
+/// holds spin.toml, else the source tree this binary was built from.
+fn project_root() -> Result<PathBuf> {
+    let root = match std::env::var_os("DEVSTACK_ROOT") {
+        Some(root) => PathBuf::from(root),
+        None => {
+            let cwd = std::env::current_dir()?;
+            if cwd.join("spin.toml").exists() {
+                cwd
+            } else {
+                devstack::project_root()
+            }
+        }
+    };
+    if !root.join("spin.toml").exists() {
+        bail!(
+            "{} has no spin.toml; run from the project root",
+            root.display()
+        );
+    }
+    Ok(root)
+}
+
+/// Secrets from the environment, else from .data/secrets.env (written once by
+/// scripts/stack).
+fn load_secrets(root: &Path) -> Result<Secrets> {
+    let file = root.join(".data/secrets.env");
+    let from_file = match std::fs::read_to_string(&file) {
+        Ok(text) => parse_env_file(&text),
+        Err(_) => HashMap::new(),
+    };
+    let get = |name: &str| -> Result<String> {
+        std::env::var(name)
+            .ok()
+            .or_else(|| from_file.get(name).cloned())
+            .filter(|value| !value.is_empty())
+            .with_context(|| {
+                format!(
+                    "{name} is not set and not in {}; scripts/stack creates that file",
+                    file.display()
+                )
+            })
+    };
+    Ok(Secrets {
+        jwt_secret: get("JWT_SECRET")?,
+        owner_password: get("CONDUIT_OWNER_PASSWORD")?,
+        app_password: get("CONDUIT_APP_PASSWORD")?,
+        superuser_password: get("POSTGRES_PASSWORD")?,
+    })
+}
+
+fn parse_env_file(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| {
+            let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+            (key.trim().to_owned(), value.to_owned())
+        })
+        .collect()
+}

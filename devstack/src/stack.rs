@@ -1,0 +1,361 @@
+//! The whole local stack: PostgreSQL, migrations, N replicas, nginx.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::process::Command;
+use url::Url;
+
+use crate::nginx::Nginx;
+use crate::postgres::{self, PostgresCluster};
+use crate::process::{self, Echo};
+use crate::replica::{Replica, ReplicaSpec};
+
+/// Where the database comes from.
+#[derive(Clone, Debug)]
+pub enum Database {
+    /// An existing server: `owner_url` runs the migrations, `app_url` is what
+    /// the replicas use.
+    External { owner_url: String, app_url: String },
+    /// A private cluster on `data_dir` (created on first use) and `port`.
+    Private { data_dir: PathBuf, port: u16 },
+}
+
+/// Passwords and keys; generated once per installation (scripts/stack keeps
+/// them in .data/secrets.env) or per test.
+#[derive(Clone, Debug)]
+pub struct Secrets {
+    pub jwt_secret: String,
+    pub owner_password: String,
+    pub app_password: String,
+    pub superuser_password: String,
+}
+
+impl Secrets {
+    pub fn random() -> Result<Self> {
+        Ok(Self {
+            jwt_secret: postgres::random_hex(32)?,
+            owner_password: postgres::random_hex(16)?,
+            app_password: postgres::random_hex(16)?,
+            superuser_password: postgres::random_hex(16)?,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    /// The project root: spin.toml, migrations/, docker/nginx/nginx.conf.
+    pub root: PathBuf,
+    /// nginx prefix and component cache (`.stack/` for `devstack up`).
+    pub state_dir: PathBuf,
+    pub database: Database,
+    pub secrets: Secrets,
+    pub replicas: usize,
+    /// nginx's port (0: any free port).
+    pub http_port: u16,
+    /// First API port and first admin port of the replicas (0: any free).
+    pub api_base_port: u16,
+    pub admin_base_port: u16,
+    /// Extra environment for every replica (WASMHOST_* limits, RUST_LOG).
+    pub replica_env: Vec<(String, String)>,
+    pub wasmhost: PathBuf,
+    pub echo: Echo,
+}
+
+impl StackConfig {
+    /// Defaults for `root`: three replicas, ports chosen freely, random
+    /// secrets, quiet logs, the wasmhost next to the running binary.
+    pub fn new(root: &Path, state_dir: &Path, database: Database) -> Result<Self> {
+        Ok(Self {
+            root: root.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            database,
+            secrets: Secrets::random()?,
+            replicas: 3,
+            http_port: 0,
+            api_base_port: 0,
+            admin_base_port: 0,
+            replica_env: Vec::new(),
+            wasmhost: wasmhost_program(root),
+            echo: Echo::Quiet,
+        })
+    }
+}
+
+/// The wasmhost binary: `$WASMHOST_BIN`, else next to the running executable
+/// (target/release/ for `devstack`, target/release/deps/.. for tests), else
+/// `<root>/target/release/wasmhost`.
+pub fn wasmhost_program(root: &Path) -> PathBuf {
+    if let Some(path) = std::env::var_os("WASMHOST_BIN") {
+        return PathBuf::from(path);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join("wasmhost");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    root.join("target/release/wasmhost")
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the race with another
+/// process taking it in between is accepted for a development tool).
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn port_or_free(base: u16, offset: usize) -> Result<u16> {
+    if base == 0 {
+        free_port()
+    } else {
+        let port = usize::from(base) + offset;
+        u16::try_from(port).context("port out of range")
+    }
+}
+
+/// The URLs the replicas and migrations use.
+#[derive(Clone, Debug)]
+pub struct DatabaseUrls {
+    pub owner_url: String,
+    pub app_url: String,
+}
+
+pub struct Stack {
+    pub config: StackConfig,
+    pub postgres: Option<PostgresCluster>,
+    pub database: DatabaseUrls,
+    pub replicas: Vec<Replica>,
+    pub nginx: Nginx,
+}
+
+impl Stack {
+    /// Starts everything and waits until nginx answers. On error, whatever was
+    /// already started is killed (by the drops).
+    pub async fn start(config: StackConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.state_dir)?;
+        let (postgres, database) = start_database(&config).await?;
+
+        migrate(&config, &database.owner_url).await?;
+
+        let cache_dir = precompile(&config).await;
+        let db = Url::parse(&database.app_url).context("database URL")?;
+        let db_host = db.host_str().unwrap_or("127.0.0.1").to_owned();
+        let db_port = db.port().unwrap_or(5432).to_string();
+        let mut env = vec![
+            ("SPIN_VARIABLE_DB_URL".to_owned(), database.app_url.clone()),
+            ("SPIN_VARIABLE_DB_HOST".to_owned(), db_host),
+            ("SPIN_VARIABLE_DB_PORT".to_owned(), db_port),
+            (
+                "SPIN_VARIABLE_JWT_SECRET".to_owned(),
+                config.secrets.jwt_secret.clone(),
+            ),
+        ];
+        if let Some(cache_dir) = cache_dir {
+            env.push((
+                "WASMHOST_CACHE_DIR".to_owned(),
+                cache_dir.display().to_string(),
+            ));
+        }
+        env.extend(config.replica_env.iter().cloned());
+
+        let mut replicas = Vec::with_capacity(config.replicas);
+        for offset in 0..config.replicas {
+            let mut replica = Replica::new(ReplicaSpec {
+                index: offset + 1,
+                api_port: port_or_free(config.api_base_port, offset)?,
+                admin_port: port_or_free(config.admin_base_port, offset)?,
+                wasmhost: config.wasmhost.clone(),
+                manifest: config.root.join("spin.toml"),
+                root: config.root.clone(),
+                env: env.clone(),
+                echo: config.echo,
+            })?;
+            replica.start()?;
+            replicas.push(replica);
+        }
+        for replica in &mut replicas {
+            replica.wait_ready(Duration::from_secs(120)).await?;
+        }
+
+        let http_port = port_or_free(config.http_port, 0)?;
+        let upstream_ports: Vec<u16> = replicas.iter().map(|r| r.spec.api_port).collect();
+        let mut nginx = Nginx::new(
+            &config.root.join("docker/nginx/nginx.conf"),
+            &config.state_dir.join("nginx"),
+            http_port,
+            &upstream_ports,
+            config.echo,
+        );
+        nginx.start().await?;
+
+        Ok(Self {
+            config,
+            postgres,
+            database,
+            replicas,
+            nginx,
+        })
+    }
+
+    /// nginx's base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        self.nginx.url()
+    }
+
+    /// Takes replica `index` (0-based) out of nginx's rotation, restarts it
+    /// with SIGTERM and puts it back once it is ready: a rolling restart step.
+    pub async fn rolling_restart(&mut self, index: usize, drain: Duration) -> Result<()> {
+        let port = self.replicas[index].spec.api_port;
+        self.nginx.set_down(port, true).await?;
+        // Old nginx workers finish their requests to it and close their idle
+        // keep-alive connections before the replica starts refusing.
+        tokio::time::sleep(drain).await;
+        self.replicas[index]
+            .restart(Duration::from_secs(60))
+            .await?;
+        self.nginx.set_down(port, false).await
+    }
+
+    /// Stops everything gracefully: nginx first (no new requests), then the
+    /// replicas (in-flight requests finish), then PostgreSQL.
+    pub async fn stop(mut self) -> Result<()> {
+        let mut errors = Vec::new();
+        if let Err(error) = self.nginx.stop().await {
+            errors.push(error);
+        }
+        let stops = self
+            .replicas
+            .iter_mut()
+            .map(|replica| replica.terminate(Duration::from_secs(40)));
+        for result in futures::future::join_all(stops).await {
+            if let Err(error) = result {
+                errors.push(error);
+            }
+        }
+        if let Some(postgres) = self.postgres.as_mut()
+            && let Err(error) = postgres.stop_fast().await
+        {
+            errors.push(error);
+        }
+        match errors.pop() {
+            None => Ok(()),
+            Some(error) => Err(error),
+        }
+    }
+
+    /// The last lines of every process's output, for failure reports.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let mut out = String::new();
+        if let Some(postgres) = &self.postgres {
+            out.push_str(&format!("--- postgres\n{}\n", postgres.log.last(lines)));
+        }
+        for replica in &self.replicas {
+            out.push_str(&format!(
+                "--- {}\n{}\n",
+                replica.name(),
+                replica.log.last(lines)
+            ));
+        }
+        out.push_str(&format!("--- nginx\n{}\n", self.nginx.log.last(lines)));
+        out
+    }
+}
+
+async fn start_database(config: &StackConfig) -> Result<(Option<PostgresCluster>, DatabaseUrls)> {
+    match &config.database {
+        Database::External { owner_url, app_url } => Ok((
+            None,
+            DatabaseUrls {
+                owner_url: owner_url.clone(),
+                app_url: app_url.clone(),
+            },
+        )),
+        Database::Private { data_dir, port } => {
+            let port = port_or_free(*port, 0)?;
+            let secrets = &config.secrets;
+            let (mut cluster, _created) = PostgresCluster::open_or_init(
+                data_dir,
+                port,
+                &secrets.superuser_password,
+                config.echo,
+            )
+            .await?;
+            cluster.start().await?;
+            // The init script runs once per cluster: it creates the roles and
+            // the database, which must not exist yet.
+            let exists = postgres::psql(
+                &cluster.superuser_url("postgres"),
+                "SELECT 1 FROM pg_database WHERE datname = 'conduit'",
+            )
+            .await?;
+            if exists.trim().is_empty() {
+                postgres::psql_file(
+                    &cluster.superuser_url("postgres"),
+                    &config.root.join("migrations/init/init.sql"),
+                    &[
+                        ("owner_password", &secrets.owner_password),
+                        ("app_password", &secrets.app_password),
+                    ],
+                )
+                .await
+                .context("running migrations/init/init.sql")?;
+            }
+            let urls = DatabaseUrls {
+                owner_url: postgres::database_url(
+                    "conduit_owner",
+                    &secrets.owner_password,
+                    port,
+                    "conduit",
+                ),
+                app_url: postgres::database_url(
+                    "conduit_app",
+                    &secrets.app_password,
+                    port,
+                    "conduit",
+                ),
+            };
+            Ok((Some(cluster), urls))
+        }
+    }
+}
+
+/// `wasmhost migrate` as the schema owner.
+pub async fn migrate(config: &StackConfig, owner_url: &str) -> Result<()> {
+    let mut command = Command::new(&config.wasmhost);
+    command
+        .arg("migrate")
+        .arg("--database-url")
+        .arg(owner_url)
+        .arg("--migrations-dir")
+        .arg(config.root.join("migrations"))
+        .current_dir(&config.root);
+    process::run("wasmhost migrate", command).await?;
+    Ok(())
+}
+
+/// Precompiles the components once so that replicas (and restarts) start in
+/// milliseconds instead of compiling each time. A failure only costs speed.
+async fn precompile(config: &StackConfig) -> Option<PathBuf> {
+    let cache_dir = config.state_dir.join("component-cache");
+    let mut command = Command::new(&config.wasmhost);
+    command
+        .arg("compile")
+        .arg("--manifest")
+        .arg(config.root.join("spin.toml"))
+        .arg("--cache-dir")
+        .arg(&cache_dir)
+        .current_dir(&config.root);
+    match process::run("wasmhost compile", command).await {
+        Ok(_) => Some(cache_dir),
+        Err(error) => {
+            eprintln!(
+                "devstack: precompiling components failed, replicas compile at start: {error:#}"
+            );
+            None
+        }
+    }
+}
