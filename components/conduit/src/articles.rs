@@ -1,0 +1,569 @@
+//! Articles, the global list and the feed, and favorites (`/articles...`).
+//!
+//! All reads go through `article_json`, one SQL expression that renders an
+//! article with its author's profile, its tags in order, its favorite count
+//! and the viewer's `favorited`/`following` flags. A list is therefore one
+//! statement however many articles it holds (no N+1), and a write is at most
+//! the write plus that read.
+//!
+//! Slugs are `<slugified title>-<id>`: unique even for identical titles,
+//! stable while the title is unchanged, and produced inside the INSERT without
+//! a racy "is this slug taken?" query.
+
+use spin_sdk::http::{Request, Response};
+use spin_sdk::pg4::{Connection, ParameterValue};
+
+use crate::auth::{AuthUser, viewer_id};
+use crate::db;
+use crate::error::{Error, ErrorBody};
+use crate::models::{
+    Article, MultipleArticlesResponse, NewArticleRequest, SingleArticleResponse,
+    UpdateArticleRequest,
+};
+use crate::router::PathParams;
+use crate::validate::{Validator, distinct_tags};
+use crate::web::{Page, json, json_body, no_content, query_pairs, query_value};
+
+/// Longest slug prefix taken from a title, in bytes (the prefix is ASCII).
+const MAX_SLUG_BASE_BYTES: usize = 80;
+
+/// The title part of a slug: lowercase ASCII letters and digits, every other
+/// run of characters collapsed to one `-`, no leading or trailing `-`.
+/// Titles with no ASCII letters or digits get `article`.
+pub fn slug_base(title: &str) -> String {
+    let mut slug = String::with_capacity(title.len().min(MAX_SLUG_BASE_BYTES));
+    for c in title.chars() {
+        if slug.len() >= MAX_SLUG_BASE_BYTES {
+            break;
+        }
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let trimmed = slug.trim_end_matches('-');
+    if trimmed.is_empty() {
+        "article".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// SQL rendering article `a` (author `u`) as JSON for the viewer whose id is
+/// `$1`. Lists leave out the body, as the spec says.
+pub fn article_json(include_body: bool) -> String {
+    let body = if include_body { "'body', a.body, " } else { "" };
+    format!(
+        "json_build_object(\
+            'slug', a.slug, 'title', a.title, 'description', a.description, {body}\
+            'tagList', COALESCE((SELECT json_agg(t.name ORDER BY at.position) \
+                                 FROM article_tags at JOIN tags t ON t.id = at.tag_id \
+                                 WHERE at.article_id = a.id), '[]'::json), \
+            'createdAt', {created}, 'updatedAt', {updated}, \
+            'favorited', EXISTS (SELECT 1 FROM favorites fv \
+                                 WHERE fv.article_id = a.id AND fv.user_id = $1::bigint), \
+            'favoritesCount', (SELECT count(*) FROM favorites fv WHERE fv.article_id = a.id), \
+            'author', {author})",
+        created = db::iso8601("a.created_at"),
+        updated = db::iso8601("a.updated_at"),
+        author = db::profile_json("u", "$1::bigint"),
+    )
+}
+
+/// Which articles a list shows.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ListFilter {
+    pub tag: Option<String>,
+    pub author: Option<String>,
+    pub favorited: Option<String>,
+    /// Only articles by authors this user follows (the feed).
+    pub followed_by: Option<i64>,
+}
+
+impl ListFilter {
+    fn from_query(pairs: &[(String, String)]) -> ListFilter {
+        // An empty value (`?tag=`) filters nothing, like an absent one.
+        let value = |name| {
+            query_value(pairs, name)
+                .filter(|value| !value.is_empty())
+                .map(str::to_owned)
+        };
+        ListFilter {
+            tag: value("tag"),
+            author: value("author"),
+            favorited: value("favorited"),
+            followed_by: None,
+        }
+    }
+}
+
+/// The one statement behind the article list and the feed: the page of
+/// articles (newest first) and the total count of matches, as one JSON text.
+/// `$1` is the viewer, `$2` the limit, `$3` the offset; each filter appends
+/// its own parameter, so only the conditions in use reach the planner.
+pub fn article_list_query(
+    viewer: i64,
+    page: Page,
+    filter: &ListFilter,
+) -> (String, Vec<ParameterValue>) {
+    let mut params: Vec<ParameterValue> =
+        vec![viewer.into(), page.limit.into(), page.offset.into()];
+    let mut conditions: Vec<String> = Vec::new();
+    // Appends a parameter and returns its `$n` number.
+    let next_param = |params: &mut Vec<ParameterValue>, value: ParameterValue| {
+        params.push(value);
+        params.len()
+    };
+    if let Some(tag) = &filter.tag {
+        let n = next_param(&mut params, tag.clone().into());
+        conditions.push(format!(
+            "a.id IN (SELECT at.article_id FROM article_tags at JOIN tags t ON t.id = at.tag_id \
+                      WHERE t.name = ${n}::text)"
+        ));
+    }
+    if let Some(author) = &filter.author {
+        let n = next_param(&mut params, author.clone().into());
+        conditions.push(format!(
+            "a.author_id = (SELECT id FROM users WHERE username = ${n}::text)"
+        ));
+    }
+    if let Some(favorited) = &filter.favorited {
+        let n = next_param(&mut params, favorited.clone().into());
+        conditions.push(format!(
+            "a.id IN (SELECT fv.article_id FROM favorites fv JOIN users fu ON fu.id = fv.user_id \
+                      WHERE fu.username = ${n}::text)"
+        ));
+    }
+    if let Some(follower) = filter.followed_by {
+        let n = next_param(&mut params, follower.into());
+        conditions.push(format!(
+            "a.author_id IN (SELECT followee_id FROM follows WHERE follower_id = ${n}::bigint)"
+        ));
+    }
+    let where_clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "WITH matching AS (SELECT a.id, a.created_at FROM articles a {where_clause}), \
+         page AS (SELECT id, created_at FROM matching \
+                  ORDER BY created_at DESC, id DESC LIMIT $2::bigint OFFSET $3::bigint) \
+         SELECT json_build_object(\
+           'articles', COALESCE((SELECT json_agg({article} ORDER BY p.created_at DESC, p.id DESC) \
+                                 FROM page p JOIN articles a ON a.id = p.id \
+                                 JOIN users u ON u.id = a.author_id), '[]'::json), \
+           'articlesCount', (SELECT count(*) FROM matching))::text",
+        article = article_json(false),
+    );
+    (sql, params)
+}
+
+fn list_response(
+    db: &Connection,
+    viewer: i64,
+    page: Page,
+    filter: &ListFilter,
+) -> Result<Response, Error> {
+    let (sql, params) = article_list_query(viewer, page, filter);
+    let rows = db::query(db, &sql, &params)?;
+    let row = db::first_row(&rows).ok_or_else(|| Error::Internal("list returned no row".into()))?;
+    let list: MultipleArticlesResponse = db::json_column(row, 0)?;
+    json(200, &list)
+}
+
+/// Reads one article by slug, as the viewer sees it (the second statement of
+/// every article write).
+fn article_response(
+    db: &Connection,
+    viewer: i64,
+    slug: &str,
+    status: u16,
+) -> Result<Response, Error> {
+    let rows = db::query(
+        db,
+        &format!(
+            "SELECT {}::text FROM articles a JOIN users u ON u.id = a.author_id \
+             WHERE a.slug = $2::text",
+            article_json(true)
+        ),
+        &[viewer.into(), slug.to_owned().into()],
+    )?;
+    let row = db::first_row(&rows).ok_or(Error::NotFound("article"))?;
+    let article: Article = db::json_column(row, 0)?;
+    json(status, &SingleArticleResponse { article })
+}
+
+#[utoipa::path(
+    get, path = "/articles", operation_id = "GetArticles", tag = "Articles",
+    summary = "Get recent articles globally",
+    description = "Most recent articles first, optionally filtered. Auth is optional. `limit` defaults to 20 and is clamped to 1..=100; negative or non-integer `limit`/`offset` are a 422.",
+    params(
+        ("tag" = Option<String>, Query, description = "Filter by tag"),
+        ("author" = Option<String>, Query, description = "Filter by author (username)"),
+        ("favorited" = Option<String>, Query, description = "Filter by favorites of a user (username)"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "The number of items to skip before starting to collect the result set."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "The numbers of items to return (default 20)."),
+    ),
+    responses(
+        (status = 200, description = "A page of articles, without bodies", body = MultipleArticlesResponse),
+        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 422, description = "Invalid limit or offset", body = ErrorBody),
+    ),
+    security((), ("Token" = []))
+)]
+pub fn list(req: &Request, _params: &PathParams) -> Result<Response, Error> {
+    let viewer = viewer_id(AuthUser::optional(req)?);
+    let pairs = query_pairs(req.query());
+    let page = Page::from_query(&pairs)?;
+    let filter = ListFilter::from_query(&pairs);
+    list_response(&db::connect()?, viewer, page, &filter)
+}
+
+#[utoipa::path(
+    get, path = "/articles/feed", operation_id = "GetArticlesFeed", tag = "Articles",
+    summary = "Get recent articles from users you follow",
+    description = "Most recent articles by the users the caller follows. Auth is required. Same `limit`/`offset` rules as the global list.",
+    params(
+        ("offset" = Option<i64>, Query, minimum = 0, description = "The number of items to skip before starting to collect the result set."),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "The numbers of items to return (default 20)."),
+    ),
+    responses(
+        (status = 200, description = "A page of articles, without bodies", body = MultipleArticlesResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 422, description = "Invalid limit or offset", body = ErrorBody),
+    ),
+    security(("Token" = []))
+)]
+pub fn feed(req: &Request, _params: &PathParams) -> Result<Response, Error> {
+    let caller = AuthUser::required(req)?;
+    let page = Page::from_query(&query_pairs(req.query()))?;
+    let filter = ListFilter {
+        followed_by: Some(caller.id),
+        ..ListFilter::default()
+    };
+    list_response(&db::connect()?, caller.id, page, &filter)
+}
+
+#[utoipa::path(
+    get, path = "/articles/{slug}", operation_id = "GetArticle", tag = "Articles",
+    summary = "Get an article", description = "Get an article. Auth not required",
+    params(("slug" = String, Path, description = "Slug of the article to get")),
+    responses(
+        (status = 200, description = "The article", body = SingleArticleResponse),
+        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 404, description = "No such article", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ErrorBody),
+    ),
+    security((), ("Token" = []))
+)]
+pub fn get(req: &Request, params: &PathParams) -> Result<Response, Error> {
+    let viewer = viewer_id(AuthUser::optional(req)?);
+    let slug = params.get("slug")?;
+    article_response(&db::connect()?, viewer, slug, 200)
+}
+
+#[utoipa::path(
+    post, path = "/articles", operation_id = "CreateArticle", tag = "Articles",
+    summary = "Create an article", description = "Create an article. Auth is required",
+    request_body = NewArticleRequest,
+    responses(
+        (status = 201, description = "The new article", body = SingleArticleResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ErrorBody),
+    ),
+    security(("Token" = []))
+)]
+pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
+    let caller = AuthUser::required(req)?;
+    let NewArticleRequest { article } = json_body(req)?;
+    let mut validator = Validator::new();
+    let title = validator.required("title", article.title.as_deref());
+    let description = validator.required("description", article.description.as_deref());
+    let body = validator.required("body", article.body.as_deref());
+    validator.finish()?;
+    let (Some(title), Some(description), Some(body)) = (title, description, body) else {
+        return Err(Error::Internal(
+            "article fields passed validation but are missing".into(),
+        ));
+    };
+    let tags = distinct_tags(article.tag_list.as_deref().unwrap_or_default());
+    let tags_json = serde_json::to_string(&tags)?;
+
+    let db = db::connect()?;
+    // The tag upsert uses DO UPDATE (a no-op rename) rather than DO NOTHING so
+    // that RETURNING yields existing tags too, including ones another
+    // transaction committed a moment ago.
+    let rows = db::query(
+        &db,
+        "WITH new_article AS ( \
+           INSERT INTO articles (id, slug, author_id, title, description, body) \
+           SELECT next.id, $2::text || '-' || next.id, $1::bigint, $3::text, $4::text, $5::text \
+           FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id) next \
+           RETURNING id, slug), \
+         input_tags AS ( \
+           SELECT value AS name, ordinality::integer AS position \
+           FROM json_array_elements_text($6::text::json) WITH ORDINALITY), \
+         upserted_tags AS ( \
+           INSERT INTO tags (name) SELECT name FROM input_tags \
+           ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id, name), \
+         linked AS ( \
+           INSERT INTO article_tags (article_id, tag_id, position) \
+           SELECT na.id, ut.id, it.position \
+           FROM new_article na CROSS JOIN input_tags it JOIN upserted_tags ut ON ut.name = it.name) \
+         SELECT slug FROM new_article",
+        &[
+            caller.id.into(),
+            slug_base(title).into(),
+            title.to_owned().into(),
+            description.to_owned().into(),
+            body.to_owned().into(),
+            tags_json.into(),
+        ],
+    )?;
+    let row =
+        db::first_row(&rows).ok_or_else(|| Error::Internal("insert returned no slug".into()))?;
+    let slug: String = db::column(row, 0)?;
+    article_response(&db, caller.id, &slug, 201)
+}
+
+#[utoipa::path(
+    put, path = "/articles/{slug}", operation_id = "UpdateArticle", tag = "Articles",
+    summary = "Update an article", description = "Update an article. Auth is required; only the author may. A new title gives a new slug.",
+    params(("slug" = String, Path, description = "Slug of the article to update")),
+    request_body = UpdateArticleRequest,
+    responses(
+        (status = 200, description = "The updated article", body = SingleArticleResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not the author", body = ErrorBody),
+        (status = 404, description = "No such article", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ErrorBody),
+    ),
+    security(("Token" = []))
+)]
+pub fn update(req: &Request, params: &PathParams) -> Result<Response, Error> {
+    let caller = AuthUser::required(req)?;
+    let slug = params.get("slug")?;
+    let UpdateArticleRequest { article } = json_body(req)?;
+    let mut validator = Validator::new();
+    validator.not_blank_if_present("title", article.title.as_deref());
+    validator.not_blank_if_present("description", article.description.as_deref());
+    validator.not_blank_if_present("body", article.body.as_deref());
+    if article.title.is_none() && article.description.is_none() && article.body.is_none() {
+        validator.add("article", "at least one field is required");
+    }
+    validator.finish()?;
+
+    let new_slug_base = article.title.as_deref().map(slug_base).unwrap_or_default();
+    let pair = |value: Option<String>| (value.is_some(), value.unwrap_or_default());
+    let (set_title, title) = pair(article.title);
+    let (set_description, description) = pair(article.description);
+    let (set_body, body) = pair(article.body);
+
+    let db = db::connect()?;
+    // One statement tells 404 (no target row) from 403 (someone else's) from
+    // success (the new slug), updating only in the last case.
+    let rows = db::query(
+        &db,
+        "WITH target AS (SELECT id, author_id, slug FROM articles WHERE slug = $2::text), \
+         updated AS ( \
+           UPDATE articles a SET \
+             title = CASE WHEN $3::boolean THEN $4::text ELSE a.title END, \
+             slug = CASE WHEN $3::boolean THEN $5::text || '-' || a.id ELSE a.slug END, \
+             description = CASE WHEN $6::boolean THEN $7::text ELSE a.description END, \
+             body = CASE WHEN $8::boolean THEN $9::text ELSE a.body END, \
+             updated_at = now() \
+           FROM target WHERE a.id = target.id AND target.author_id = $1::bigint \
+           RETURNING a.slug) \
+         SELECT target.author_id = $1::bigint, COALESCE((SELECT slug FROM updated), target.slug) \
+         FROM target",
+        &[
+            caller.id.into(),
+            slug.to_owned().into(),
+            set_title.into(),
+            title.into(),
+            new_slug_base.into(),
+            set_description.into(),
+            description.into(),
+            set_body.into(),
+            body.into(),
+        ],
+    )?;
+    let row = db::first_row(&rows).ok_or(Error::NotFound("article"))?;
+    let is_author: bool = db::column(row, 0)?;
+    if !is_author {
+        return Err(Error::Forbidden("article"));
+    }
+    let new_slug: String = db::column(row, 1)?;
+    article_response(&db, caller.id, &new_slug, 200)
+}
+
+#[utoipa::path(
+    delete, path = "/articles/{slug}", operation_id = "DeleteArticle", tag = "Articles",
+    summary = "Delete an article", description = "Delete an article. Auth is required; only the author may.",
+    params(("slug" = String, Path, description = "Slug of the article to delete")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Not the author", body = ErrorBody),
+        (status = 404, description = "No such article", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ErrorBody),
+    ),
+    security(("Token" = []))
+)]
+pub fn delete(req: &Request, params: &PathParams) -> Result<Response, Error> {
+    let caller = AuthUser::required(req)?;
+    let slug = params.get("slug")?;
+    let db = db::connect()?;
+    let rows = db::query(
+        &db,
+        "WITH target AS (SELECT id, author_id FROM articles WHERE slug = $2::text), \
+         deleted AS (DELETE FROM articles a USING target \
+                     WHERE a.id = target.id AND target.author_id = $1::bigint) \
+         SELECT target.author_id = $1::bigint FROM target",
+        &[caller.id.into(), slug.to_owned().into()],
+    )?;
+    let row = db::first_row(&rows).ok_or(Error::NotFound("article"))?;
+    let is_author: bool = db::column(row, 0)?;
+    if !is_author {
+        return Err(Error::Forbidden("article"));
+    }
+    Ok(no_content())
+}
+
+#[utoipa::path(
+    post, path = "/articles/{slug}/favorite", operation_id = "CreateArticleFavorite", tag = "Favorites",
+    summary = "Favorite an article", description = "Favorite an article. Auth is required",
+    params(("slug" = String, Path, description = "Slug of the article that you want to favorite")),
+    responses(
+        (status = 200, description = "The article, favorited", body = SingleArticleResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such article", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ErrorBody),
+    ),
+    security(("Token" = []))
+)]
+pub fn favorite(req: &Request, params: &PathParams) -> Result<Response, Error> {
+    let caller = AuthUser::required(req)?;
+    let slug = params.get("slug")?;
+    let db = db::connect()?;
+    db::query(
+        &db,
+        "INSERT INTO favorites (user_id, article_id) \
+         SELECT $1::bigint, id FROM articles WHERE slug = $2::text ON CONFLICT DO NOTHING",
+        &[caller.id.into(), slug.to_owned().into()],
+    )?;
+    article_response(&db, caller.id, slug, 200)
+}
+
+#[utoipa::path(
+    delete, path = "/articles/{slug}/favorite", operation_id = "DeleteArticleFavorite", tag = "Favorites",
+    summary = "Unfavorite an article", description = "Unfavorite an article. Auth is required",
+    params(("slug" = String, Path, description = "Slug of the article that you want to unfavorite")),
+    responses(
+        (status = 200, description = "The article, no longer favorited", body = SingleArticleResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such article", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ErrorBody),
+    ),
+    security(("Token" = []))
+)]
+pub fn unfavorite(req: &Request, params: &PathParams) -> Result<Response, Error> {
+    let caller = AuthUser::required(req)?;
+    let slug = params.get("slug")?;
+    let db = db::connect()?;
+    db::query(
+        &db,
+        "DELETE FROM favorites fv USING articles a \
+         WHERE fv.article_id = a.id AND a.slug = $2::text AND fv.user_id = $1::bigint",
+        &[caller.id.into(), slug.to_owned().into()],
+    )?;
+    article_response(&db, caller.id, slug, 200)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_base_is_lowercase_ascii_words_joined_by_hyphens() {
+        assert_eq!(
+            slug_base("How to train your dragon"),
+            "how-to-train-your-dragon"
+        );
+        assert_eq!(slug_base("  Hello, World!!  "), "hello-world");
+        assert_eq!(
+            slug_base("Rust 2024 -- what's new?"),
+            "rust-2024-what-s-new"
+        );
+        assert_eq!(slug_base("Crème brûlée"), "cr-me-br-l-e");
+    }
+
+    #[test]
+    fn slug_base_falls_back_for_titles_without_ascii_words() {
+        assert_eq!(slug_base("日本語"), "article");
+        assert_eq!(slug_base("!!!"), "article");
+    }
+
+    #[test]
+    fn slug_base_is_bounded_and_never_ends_with_a_hyphen() {
+        let long = "word ".repeat(100);
+        let slug = slug_base(&long);
+        assert!(slug.len() <= MAX_SLUG_BASE_BYTES);
+        assert!(!slug.ends_with('-'));
+    }
+
+    #[test]
+    fn unfiltered_list_has_no_where_clause_and_three_parameters() {
+        let (sql, params) = article_list_query(
+            0,
+            Page {
+                limit: 20,
+                offset: 0,
+            },
+            &ListFilter::default(),
+        );
+        assert!(!sql.contains("WHERE a.") && !sql.contains("FROM articles a WHERE"));
+        assert_eq!(params.len(), 3);
+        assert!(!sql.contains("'body'"), "lists leave out the body");
+    }
+
+    #[test]
+    fn each_filter_adds_its_condition_and_parameter_in_order() {
+        let filter = ListFilter {
+            tag: Some("dragons".into()),
+            author: Some("jake".into()),
+            favorited: Some("anna".into()),
+            followed_by: Some(7),
+        };
+        let (sql, params) = article_list_query(
+            7,
+            Page {
+                limit: 5,
+                offset: 10,
+            },
+            &filter,
+        );
+        assert_eq!(params.len(), 7);
+        assert!(sql.contains("t.name = $4::text"));
+        assert!(sql.contains("username = $5::text"));
+        assert!(sql.contains("fu.username = $6::text"));
+        assert!(sql.contains("follower_id = $7::bigint"));
+        assert!(matches!(params[3], ParameterValue::Str(ref tag) if tag == "dragons"));
+        assert!(matches!(params[1], ParameterValue::Int64(5)));
+        assert!(matches!(params[2], ParameterValue::Int64(10)));
+    }
+
+    #[test]
+    fn empty_filter_values_are_ignored() {
+        let filter = ListFilter::from_query(&query_pairs("tag=&author=jake"));
+        assert_eq!(filter.tag, None);
+        assert_eq!(filter.author.as_deref(), Some("jake"));
+    }
+
+    #[test]
+    fn single_article_json_includes_the_body() {
+        assert!(article_json(true).contains("'body', a.body"));
+    }
+}

@@ -1,0 +1,277 @@
+//! The one error type every handler returns, rendered as the spec's error body
+//! `{"errors": {"<field>": ["<message>", ...]}}` with the matching status.
+//!
+//! Handlers use `?` and never build error JSON themselves, so every failure -
+//! bad input, auth, ownership, missing rows, database trouble - has the same
+//! shape. Internal details are written to stderr (the host's log), never sent
+//! to the client.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use spin_sdk::http::Response;
+use spin_sdk::pg4;
+use utoipa::ToSchema;
+
+/// Field name -> messages, as in the spec's `GenericErrorModel`.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 422: the request is well-formed HTTP but its content is not acceptable.
+    #[error("unprocessable entity: {0:?}")]
+    Unprocessable(FieldErrors),
+    /// 401: no token, a malformed, tampered or expired token, or bad credentials.
+    #[error("unauthorized: {field}: {message}")]
+    Unauthorized {
+        field: &'static str,
+        message: &'static str,
+    },
+    /// 403: acting on someone else's article or comment.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// 404: unknown slug, username, comment or route; the field names what.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// 405: the path exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: String },
+    /// 503: the database cannot be reached right now; retrying may succeed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// 500: a defect or an unexpected database answer.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"errors": {"email": ["is invalid"]}}))]
+pub struct ErrorBody {
+    /// Messages by the name of the field (or area) they concern.
+    pub errors: FieldErrors,
+}
+
+impl Error {
+    /// A 422 with one message on one field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Error::Unprocessable(BTreeMap::from([(field.to_owned(), vec![message.into()])]))
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Unprocessable(_) => 422,
+            Error::Unauthorized { .. } => 401,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::Unavailable(_) => 503,
+            Error::Internal(_) => 500,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let one = |field: &str, message: &str| {
+            BTreeMap::from([(field.to_owned(), vec![message.to_owned()])])
+        };
+        let errors = match self {
+            Error::Unprocessable(fields) => fields.clone(),
+            Error::Unauthorized { field, message } => one(field, message),
+            Error::Forbidden(field) => one(field, "is not yours to change"),
+            Error::NotFound(field) => one(field, "not found"),
+            Error::MethodNotAllowed { .. } => one("method", "is not allowed on this path"),
+            Error::Unavailable(_) => one("body", "the database is unavailable, retry later"),
+            Error::Internal(_) => one("body", "internal server error"),
+        };
+        ErrorBody { errors }
+    }
+
+    pub fn into_response(self) -> Response {
+        if let Error::Internal(detail) | Error::Unavailable(detail) = &self {
+            eprintln!("conduit: {}: {detail}", self.status());
+        }
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut builder = Response::builder();
+        builder
+            .status(self.status())
+            .header("content-type", "application/json");
+        if let Error::MethodNotAllowed { allow } = &self {
+            builder.header("allow", allow.as_str());
+        }
+        if let Error::Unavailable(_) = &self {
+            builder.header("retry-after", "1");
+        }
+        builder.body(body).build()
+    }
+}
+
+/// SQLSTATE for unique_violation.
+const UNIQUE_VIOLATION: &str = "23505";
+/// SQLSTATE for foreign_key_violation: a row we point at vanished meanwhile.
+const FOREIGN_KEY_VIOLATION: &str = "23503";
+/// SQLSTATE for check_violation.
+const CHECK_VIOLATION: &str = "23514";
+
+/// The parts of a PostgreSQL error the API branches on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbFailure {
+    pub code: String,
+    /// Everything the server said, joined, to find the constraint's name in.
+    pub text: String,
+}
+
+impl DbFailure {
+    fn mentions(&self, constraint: &str) -> bool {
+        self.text.contains(constraint)
+    }
+}
+
+/// Maps a constraint violation to the API error it means. The constraint
+/// names are those of `migrations/`.
+pub fn from_db_failure(failure: &DbFailure) -> Error {
+    match failure.code.as_str() {
+        UNIQUE_VIOLATION if failure.mentions("users_username_key") => {
+            Error::invalid("username", "has already been taken")
+        }
+        UNIQUE_VIOLATION if failure.mentions("users_email_key") => {
+            Error::invalid("email", "has already been taken")
+        }
+        CHECK_VIOLATION if failure.mentions("follows_not_self") => {
+            Error::invalid("username", "you cannot follow yourself")
+        }
+        CHECK_VIOLATION if failure.mentions("not_blank") => {
+            Error::invalid("body", "required fields cannot be blank")
+        }
+        FOREIGN_KEY_VIOLATION => Error::NotFound("body"),
+        _ => Error::Internal(format!("database error {}: {}", failure.code, failure.text)),
+    }
+}
+
+impl From<pg4::Error> for Error {
+    fn from(error: pg4::Error) -> Self {
+        match error {
+            pg4::Error::Decode(detail) => Error::Internal(format!("decoding a row: {detail}")),
+            pg4::Error::PgError(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<pg4::PgError> for Error {
+    fn from(error: pg4::PgError) -> Self {
+        match error {
+            pg4::PgError::QueryFailed(pg4::QueryError::DbError(db)) => {
+                let mut text = format!("{} {}", db.as_text, db.message);
+                if let Some(detail) = &db.detail {
+                    text.push(' ');
+                    text.push_str(detail);
+                }
+                for (key, value) in &db.extras {
+                    text.push_str(&format!(" {key}={value}"));
+                }
+                from_db_failure(&DbFailure {
+                    code: db.code,
+                    text,
+                })
+            }
+            pg4::PgError::ConnectionFailed(detail) => Error::Unavailable(detail),
+            other => Error::Internal(format!("{other:?}")),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Self {
+        Error::Internal(format!("JSON from the database: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(error: Error) -> (u16, serde_json::Value) {
+        let status = error.status();
+        let body = serde_json::to_value(error.body()).unwrap();
+        (status, body)
+    }
+
+    #[test]
+    fn unprocessable_renders_field_messages_with_422() {
+        let (status, body) = rendered(Error::invalid("email", "is invalid"));
+        assert_eq!(status, 422);
+        assert_eq!(
+            body,
+            serde_json::json!({"errors": {"email": ["is invalid"]}})
+        );
+    }
+
+    #[test]
+    fn each_kind_has_its_status_and_the_errors_shape() {
+        let cases = [
+            (
+                Error::Unauthorized {
+                    field: "token",
+                    message: "is missing",
+                },
+                401,
+                "token",
+            ),
+            (Error::Forbidden("article"), 403, "article"),
+            (Error::NotFound("profile"), 404, "profile"),
+            (
+                Error::MethodNotAllowed {
+                    allow: "GET".into(),
+                },
+                405,
+                "method",
+            ),
+            (Error::Unavailable("down".into()), 503, "body"),
+            (Error::Internal("secret detail".into()), 500, "body"),
+        ];
+        for (error, status, field) in cases {
+            let (got_status, body) = rendered(error);
+            assert_eq!(got_status, status);
+            let messages = body["errors"][field].as_array().expect("field messages");
+            assert_eq!(messages.len(), 1);
+        }
+    }
+
+    #[test]
+    fn internal_details_are_not_sent_to_the_client() {
+        let (_, body) = rendered(Error::Internal("password=hunter2".into()));
+        assert!(!body.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn unique_violations_name_the_taken_field() {
+        let username = DbFailure {
+            code: "23505".into(),
+            text: "duplicate key value violates unique constraint \"users_username_key\"".into(),
+        };
+        let (status, body) = rendered(from_db_failure(&username));
+        assert_eq!(status, 422);
+        assert_eq!(
+            body,
+            serde_json::json!({"errors": {"username": ["has already been taken"]}})
+        );
+
+        let email = DbFailure {
+            code: "23505".into(),
+            text: "duplicate key value violates unique constraint \"users_email_key\"".into(),
+        };
+        let (_, body) = rendered(from_db_failure(&email));
+        assert_eq!(
+            body,
+            serde_json::json!({"errors": {"email": ["has already been taken"]}})
+        );
+    }
+
+    #[test]
+    fn unknown_database_errors_are_internal() {
+        let failure = DbFailure {
+            code: "42P01".into(),
+            text: "relation does not exist".into(),
+        };
+        assert_eq!(from_db_failure(&failure).status(), 500);
+    }
+}

@@ -1,0 +1,29 @@
+//! The RealWorld "Conduit" API as a Spin HTTP component.
+//!
+//! One module per area of the spec (`users`, `profiles`, `articles` with
+//! favorites, `comments`, `tags`), each owning its routes' handlers and SQL;
+//! `router` maps requests to them, `error` renders every failure as the spec's
+//! error body, `auth` owns tokens and passwords, `db` the PostgreSQL access
+//! (through `spin_sdk::pg4`), `openapi` the generated document.
+
+mod articles;
+mod auth;
+mod comments;
+mod db;
+mod error;
+mod models;
+mod openapi;
+mod profiles;
+mod router;
+mod tags;
+mod users;
+mod validate;
+mod web;
+
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    router::dispatch(&req)
+}

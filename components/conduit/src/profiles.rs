@@ -1,0 +1,104 @@
+//! Profiles and follows (`/profiles/{username}` and `.../follow`).
+//!
+//! Each operation is one statement: the follow/unfollow is a data-modifying
+//! CTE next to the profile lookup, so an unknown username is a 404 without a
+//! separate existence check.
+
+use spin_sdk::http::{Request, Response};
+
+use crate::auth::{AuthUser, viewer_id};
+use crate::db;
+use crate::error::{Error, ErrorBody};
+use crate::models::{Profile, ProfileResponse};
+use crate::router::PathParams;
+use crate::web::json;
+
+fn profile_response(rows: &spin_sdk::pg4::RowSet) -> Result<Response, Error> {
+    let row = db::first_row(rows).ok_or(Error::NotFound("profile"))?;
+    let profile: Profile = db::json_column(row, 0)?;
+    json(200, &ProfileResponse { profile })
+}
+
+#[utoipa::path(
+    get, path = "/profiles/{username}", operation_id = "GetProfileByUsername", tag = "Profile",
+    summary = "Get a profile", description = "Get a profile of a user of the system. Auth is optional",
+    params(("username" = String, Path, description = "Username of the profile to get")),
+    responses(
+        (status = 200, description = "The profile", body = ProfileResponse),
+        (status = 401, description = "Invalid token", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ErrorBody),
+    ),
+    security((), ("Token" = []))
+)]
+pub fn get(req: &Request, params: &PathParams) -> Result<Response, Error> {
+    let viewer = viewer_id(AuthUser::optional(req)?);
+    let username = params.get("username")?;
+    let db = db::connect()?;
+    let rows = db::query(
+        &db,
+        &format!(
+            "SELECT {}::text FROM users u WHERE u.username = $2::text",
+            db::profile_json("u", "$1::bigint")
+        ),
+        &[viewer.into(), username.to_owned().into()],
+    )?;
+    profile_response(&rows)
+}
+
+#[utoipa::path(
+    post, path = "/profiles/{username}/follow", operation_id = "FollowUserByUsername", tag = "Profile",
+    summary = "Follow a user",
+    params(("username" = String, Path, description = "Username of the profile you want to follow")),
+    responses(
+        (status = 200, description = "The profile, now followed", body = ProfileResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "Following yourself", body = ErrorBody),
+    ),
+    security(("Token" = []))
+)]
+pub fn follow(req: &Request, params: &PathParams) -> Result<Response, Error> {
+    let caller = AuthUser::required(req)?;
+    let username = params.get("username")?;
+    let db = db::connect()?;
+    // Following twice is not an error: ON CONFLICT keeps the existing row.
+    let rows = db::query(
+        &db,
+        "WITH target AS (SELECT id, username, bio, image FROM users WHERE username = $2::text), \
+         followed AS (INSERT INTO follows (follower_id, followee_id) \
+                      SELECT $1::bigint, id FROM target ON CONFLICT DO NOTHING) \
+         SELECT json_build_object('username', username, 'bio', bio, 'image', image, \
+                                  'following', true)::text FROM target",
+        &[caller.id.into(), username.to_owned().into()],
+    )?;
+    profile_response(&rows)
+}
+
+#[utoipa::path(
+    delete, path = "/profiles/{username}/follow", operation_id = "UnfollowUserByUsername", tag = "Profile",
+    summary = "Unfollow a user",
+    params(("username" = String, Path, description = "Username of the profile you want to unfollow")),
+    responses(
+        (status = 200, description = "The profile, no longer followed", body = ProfileResponse),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "Invalid input", body = ErrorBody),
+    ),
+    security(("Token" = []))
+)]
+pub fn unfollow(req: &Request, params: &PathParams) -> Result<Response, Error> {
+    let caller = AuthUser::required(req)?;
+    let username = params.get("username")?;
+    let db = db::connect()?;
+    let rows = db::query(
+        &db,
+        "WITH target AS (SELECT id, username, bio, image FROM users WHERE username = $2::text), \
+         unfollowed AS (DELETE FROM follows f USING target \
+                        WHERE f.follower_id = $1::bigint AND f.followee_id = target.id) \
+         SELECT json_build_object('username', username, 'bio', bio, 'image', image, \
+                                  'following', false)::text FROM target",
+        &[caller.id.into(), username.to_owned().into()],
+    )?;
+    profile_response(&rows)
+}

@@ -1,0 +1,222 @@
+//! Request and response plumbing shared by all areas: the JSON body reader
+//! (content type and syntax checked, failures are 422s), query-string and
+//! pagination parsing, and JSON responses.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use spin_sdk::http::{Request, Response};
+
+use crate::error::Error;
+
+/// Default page size of the article lists, as the spec says.
+pub const DEFAULT_LIMIT: i64 = 20;
+/// Largest page served; larger requests are clamped to it.
+pub const MAX_LIMIT: i64 = 100;
+
+/// Reads the body as JSON of type `T`.
+///
+/// The body must be declared `application/json` (or `+json`; parameters such
+/// as `charset` are allowed) and parse as `T`; anything else is a 422 whose
+/// message says what was wrong, never a 500.
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
+    let content_type = req.header("content-type").and_then(|value| value.as_str());
+    parse_json_body(content_type, req.body())
+}
+
+pub fn parse_json_body<T: DeserializeOwned>(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<T, Error> {
+    if !is_json_content_type(content_type) {
+        return Err(Error::invalid(
+            "body",
+            "Content-Type must be application/json",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|error| Error::invalid("body", format!("invalid JSON: {error}")))
+}
+
+fn is_json_content_type(content_type: Option<&str>) -> bool {
+    let Some(value) = content_type else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A JSON response with the given status.
+pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Response, Error> {
+    let body = serde_json::to_vec(value)
+        .map_err(|error| Error::Internal(format!("serializing a response: {error}")))?;
+    Ok(Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body)
+        .build())
+}
+
+/// 204 No Content.
+pub fn no_content() -> Response {
+    Response::new(204, Vec::<u8>::new())
+}
+
+/// The decoded `name=value` pairs of a query string (`+` is a space).
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
+
+/// The last value given for `name`, if any.
+pub fn query_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// A page of a list: how many items to skip and how many to return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Page {
+    /// Parses `limit` and `offset`.
+    ///
+    /// Policy: a missing `limit` means 20; `limit` is clamped into 1..=100
+    /// (0 becomes 1, 1000 becomes 100); a missing `offset` means 0. A value that
+    /// is not an integer, or is negative, is a 422 on that parameter.
+    pub fn from_query(pairs: &[(String, String)]) -> Result<Page, Error> {
+        let limit = match query_value(pairs, "limit") {
+            None => DEFAULT_LIMIT,
+            Some(raw) => parse_non_negative("limit", raw)?.clamp(1, MAX_LIMIT),
+        };
+        let offset = match query_value(pairs, "offset") {
+            None => 0,
+            Some(raw) => parse_non_negative("offset", raw)?,
+        };
+        Ok(Page { limit, offset })
+    }
+}
+
+fn parse_non_negative(name: &str, raw: &str) -> Result<i64, Error> {
+    match raw.trim().parse::<i64>() {
+        Ok(value) if value >= 0 => Ok(value),
+        Ok(_) => Err(Error::invalid(name, "must not be negative")),
+        Err(_) => Err(Error::invalid(
+            name,
+            format!("must be an integer between 0 and {}", i64::MAX),
+        )),
+    }
+}
+
+/// Decodes one `%XX`-escaped path segment; `None` if the result is not UTF-8.
+pub fn decode_path_segment(segment: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(query: &str) -> Result<Page, Error> {
+        Page::from_query(&query_pairs(query))
+    }
+
+    #[test]
+    fn pagination_defaults_to_twenty_from_the_start() {
+        assert_eq!(
+            page("").unwrap(),
+            Page {
+                limit: 20,
+                offset: 0
+            }
+        );
+    }
+
+    #[test]
+    fn pagination_clamps_limit_into_one_to_hundred() {
+        assert_eq!(page("limit=0").unwrap().limit, 1);
+        assert_eq!(page("limit=5").unwrap().limit, 5);
+        assert_eq!(page("limit=100000").unwrap().limit, 100);
+        assert_eq!(
+            page("limit=3&offset=7").unwrap(),
+            Page {
+                limit: 3,
+                offset: 7
+            }
+        );
+    }
+
+    #[test]
+    fn pagination_rejects_negative_and_non_numeric_values() {
+        for (query, field) in [
+            ("limit=-1", "limit"),
+            ("offset=-5", "offset"),
+            ("limit=ten", "limit"),
+            ("offset=1.5", "offset"),
+            ("offset=99999999999999999999999", "offset"),
+        ] {
+            let error = page(query).unwrap_err();
+            assert_eq!(error.status(), 422, "{query}");
+            assert!(error.body().errors.contains_key(field), "{query}");
+        }
+    }
+
+    #[test]
+    fn query_values_are_decoded() {
+        let pairs = query_pairs("tag=rust%20lang&author=a+b&tag=last");
+        assert_eq!(query_value(&pairs, "author"), Some("a b"));
+        assert_eq!(query_value(&pairs, "tag"), Some("last"));
+        assert_eq!(query_value(&pairs, "favorited"), None);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Probe {
+        #[allow(dead_code)]
+        name: String,
+    }
+
+    #[test]
+    fn json_body_requires_json_content_type() {
+        let error = parse_json_body::<Probe>(Some("text/plain"), br#"{"name":"x"}"#).unwrap_err();
+        assert_eq!(error.status(), 422);
+        let error = parse_json_body::<Probe>(None, br#"{"name":"x"}"#).unwrap_err();
+        assert_eq!(error.status(), 422);
+        assert!(
+            parse_json_body::<Probe>(Some("application/json; charset=utf-8"), br#"{"name":"x"}"#)
+                .is_ok()
+        );
+        assert!(parse_json_body::<Probe>(Some("Application/JSON"), br#"{"name":"x"}"#).is_ok());
+    }
+
+    #[test]
+    fn malformed_json_is_a_422_with_a_message() {
+        let error = parse_json_body::<Probe>(Some("application/json"), b"{\"name\":").unwrap_err();
+        assert_eq!(error.status(), 422);
+        let message = &error.body().errors["body"][0];
+        assert!(message.starts_with("invalid JSON"), "{message}");
+    }
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(
+            decode_path_segment("J%C3%BCrgen").as_deref(),
+            Some("Jürgen")
+        );
+        assert_eq!(decode_path_segment("%FF"), None);
+    }
+}
