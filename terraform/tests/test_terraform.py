@@ -5,10 +5,12 @@ Run by scripts/check-terraform with pytest (python-hcl2 parses the configuration
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -435,3 +437,53 @@ def test_app_secret_has_every_key_the_kubernetes_manifests_read():
     read = secret_keys_read_by_manifests("conduit-secrets")
     assert read, "the manifests read no key of conduit-secrets"
     assert read - terraform_app_secret_keys() == set()
+
+
+# --- the local SpinKube chart renders, and what it renders fits the CRD schemas ---------------------
+
+HELM = os.environ.get("HELM_BIN")
+
+
+def render_spinkube_chart(*arguments: str) -> list[dict]:
+    result = subprocess.run(
+        [HELM, "template", "spinkube-runtime", str(SPINKUBE_CHART), *arguments],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+def crd_schema(kind: str) -> dict:
+    for crd_file in (SPINKUBE_CHART / "crds").glob("*.yaml"):
+        crd = yaml.safe_load(crd_file.read_text())
+        if crd["spec"]["names"]["kind"] == kind:
+            return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    raise AssertionError(f"no CRD for {kind}")
+
+
+@pytest.mark.skipif(HELM is None, reason="HELM_BIN not set (scripts/check-terraform sets it)")
+def test_spinkube_chart_passes_helm_lint_strict():
+    subprocess.run([HELM, "lint", "--strict", str(SPINKUBE_CHART)], check=True, capture_output=True)
+
+
+@pytest.mark.skipif(HELM is None, reason="HELM_BIN not set (scripts/check-terraform sets it)")
+def test_spinkube_chart_renders_a_shim_and_an_executor_per_namespace():
+    digest = "0" * 64
+    documents = render_spinkube_chart(
+        "--set-json", f'shim.sha256={{"x86_64":"{digest}"}}',
+        "--set-json", 'executor.namespaces=["conduit","staging"]',
+    )
+    kinds = sorted((document["kind"], document["metadata"].get("namespace")) for document in documents)
+    assert kinds == [("Shim", None), ("SpinAppExecutor", "conduit"), ("SpinAppExecutor", "staging")]
+    shim = next(document for document in documents if document["kind"] == "Shim")
+    platforms = {platform["arch"]: platform for platform in shim["spec"]["fetchStrategy"]["platforms"]}
+    assert platforms["x86_64"]["sha256"] == digest
+    assert "sha256" not in platforms["aarch64"]
+    assert all("/v0.24.0/" in platform["location"] for platform in platforms.values())
+    # The node installer registers the binary containerd-shim-spin-v2 as runtime "spin-v2".
+    assert shim["spec"]["runtimeClass"] == {"name": "wasmtime-spin-v2", "handler": "spin-v2"}
+    schema = crd_schema("SpinAppExecutor")
+    for executor in (document for document in documents if document["kind"] == "SpinAppExecutor"):
+        jsonschema.validate(executor, schema)
+        assert executor["spec"]["deploymentConfig"]["runtimeClassName"] == shim["spec"]["runtimeClass"]["name"]
