@@ -18,7 +18,7 @@ variable "availability_zones" {
 variable "kubernetes_version" {
   description = "Kubernetes <major>.<minor> version of the cluster."
   type        = string
-  default     = "1.34"
+  default     = "1.35"
 }
 
 variable "vpc_cidr" {

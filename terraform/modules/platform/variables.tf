@@ -25,7 +25,7 @@ variable "ingress_internal" {
 variable "cert_manager_chart_version" {
   description = "Version of the cert-manager Helm chart (also required by the spin-operator's admission webhooks)."
   type        = string
-  default     = "v1.20.0"
+  default     = "v1.20.2"
 }
 
 variable "runtime_class_manager_chart_version" {
