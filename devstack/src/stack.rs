@@ -60,6 +60,9 @@ pub struct StackConfig {
     /// Extra environment for every replica (WASMHOST_* limits, RUST_LOG).
     pub replica_env: Vec<(String, String)>,
     pub wasmhost: PathBuf,
+    /// The application manifest (`<root>/spin.toml`, or `$DEVSTACK_MANIFEST`
+    /// for components built into another target directory).
+    pub manifest: PathBuf,
     pub echo: Echo,
 }
 
@@ -78,6 +81,9 @@ impl StackConfig {
             admin_base_port: 0,
             replica_env: Vec::new(),
             wasmhost: wasmhost_program(root),
+            manifest: std::env::var_os("DEVSTACK_MANIFEST")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("spin.toml")),
             echo: Echo::Quiet,
         })
     }
@@ -169,7 +175,7 @@ impl Stack {
                 api_port: port_or_free(config.api_base_port, offset)?,
                 admin_port: port_or_free(config.admin_base_port, offset)?,
                 wasmhost: config.wasmhost.clone(),
-                manifest: config.root.join("spin.toml"),
+                manifest: config.manifest.clone(),
                 root: config.root.clone(),
                 env: env.clone(),
                 echo: config.echo,
@@ -345,7 +351,7 @@ async fn precompile(config: &StackConfig) -> Option<PathBuf> {
     command
         .arg("compile")
         .arg("--manifest")
-        .arg(config.root.join("spin.toml"))
+        .arg(&config.manifest)
         .arg("--cache-dir")
         .arg(&cache_dir)
         .current_dir(&config.root);
