@@ -230,15 +230,27 @@ fn hasher() -> Argon2<'static> {
 
 /// Hashes a password with a fresh random salt into a PHC string.
 pub fn hash_password(password: &str) -> Result<String, Error> {
-    let mut salt_bytes = [0u8; 16];
-    getrandom::fill(&mut salt_bytes)
-        .map_err(|error| Error::Internal(format!("random salt: {error}")))?;
+    let salt_bytes = random_salt()?;
     let salt = SaltString::encode_b64(&salt_bytes)
         .map_err(|error| Error::Internal(format!("salt encoding: {error}")))?;
     hasher()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|error| Error::Internal(format!("password hashing: {error}")))
+}
+
+/// 16 bytes from the host's cryptographically secure source (wasi:random).
+#[cfg(target_arch = "wasm32")]
+fn random_salt() -> Result<Vec<u8>, Error> {
+    Ok(wasi::random::random::get_random_bytes(16))
+}
+
+/// 16 bytes from the operating system, for native unit tests.
+#[cfg(not(target_arch = "wasm32"))]
+fn random_salt() -> Result<Vec<u8>, Error> {
+    let mut salt = vec![0u8; 16];
+    getrandom::fill(&mut salt).map_err(|error| Error::Internal(format!("random salt: {error}")))?;
+    Ok(salt)
 }
 
 /// Checks a password against a stored PHC string (its own parameters apply).
