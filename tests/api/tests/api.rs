@@ -1,0 +1,1166 @@
+//! Drives every Conduit endpoint through the real host (`wasmhost serve` with
+//! the built `conduit.wasm`) against a real, freshly migrated PostgreSQL
+//! database: the success paths and each error case, asserting status codes
+//! and bodies.
+//!
+//! One server is started for the whole run (compiling the component takes a
+//! while); each `check_*` function proves one area and uses its own users, so
+//! the order between them does not matter.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{Api, Reply, Server, expired_token, is_iso8601_utc_millis};
+
+fn errors(field: &str, message: &str) -> Value {
+    json!({"errors": {field: [message]}})
+}
+
+#[track_caller]
+fn expect(reply: &Reply, status: u16, what: &str) {
+    assert_eq!(
+        reply.status, status,
+        "{what}: expected {status}, got {} with {}",
+        reply.status, reply.body
+    );
+}
+
+#[track_caller]
+fn expect_error(reply: &Reply, status: u16, field: &str, message: &str, what: &str) {
+    expect(reply, status, what);
+    assert_eq!(reply.body, errors(field, message), "{what}");
+}
+
+/// Registers `name` (email `<name>@example.com`) and returns the token.
+async fn register(api: &Api, name: &str) -> String {
+    let reply = api
+        .post(
+            "/users",
+            None,
+            json!({"user": {"username": name, "email": format!("{name}@example.com"), "password": "secret-password"}}),
+        )
+        .await;
+    expect(&reply, 201, &format!("register {name}"));
+    reply.body["user"]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
+async fn create_article(api: &Api, token: &str, title: &str, tags: &[&str]) -> Value {
+    let reply = api
+        .post(
+            "/articles",
+            Some(token),
+            json!({"article": {"title": title, "description": "about it", "body": "the body", "tagList": tags}}),
+        )
+        .await;
+    expect(&reply, 201, &format!("create article {title}"));
+    reply.body["article"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conduit_api_through_the_host() {
+    let server = Server::start()
+        .await
+        .expect("starting wasmhost on a scratch database");
+    let api = &server.api;
+    let outcome = async {
+        check_users_registration_login_and_update(api).await;
+        check_tokens_missing_bad_tampered_and_expired(api, &server.jwt_secret).await;
+        check_concurrent_registrations_of_one_username(api).await;
+        check_bad_bodies_are_422(api).await;
+        check_profiles_and_follows(api).await;
+        check_articles_crud_and_ownership(api).await;
+        check_article_lists_filters_and_pagination(api).await;
+        check_feed_and_favorites(api).await;
+        check_comments(api).await;
+        check_tags_are_distinct(api).await;
+        check_strings_are_stored_exactly(api).await;
+        check_openapi_document_and_unknown_routes(api).await;
+    };
+    // Print the host's log when an assertion fails, to explain a 500.
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(outcome)).await;
+    if let Err(panic) = result {
+        eprintln!("--- wasmhost log ---\n{}", server.log());
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn check_users_registration_login_and_update(api: &Api) {
+    let reply = api
+        .post(
+            "/users",
+            None,
+            json!({"user": {"username": "jake", "email": "jake@jake.jake", "password": "jakejake"}}),
+        )
+        .await;
+    expect(&reply, 201, "register");
+    let user = &reply.body["user"];
+    assert_eq!(user["username"], "jake");
+    assert_eq!(user["email"], "jake@jake.jake");
+    assert_eq!(user["bio"], "");
+    assert_eq!(user["image"], "");
+    assert_eq!(user["token"].as_str().unwrap().split('.').count(), 3);
+    assert!(reply.content_type.unwrap().starts_with("application/json"));
+
+    // Missing, blank and invalid fields: 422 naming each field.
+    let reply = api.post("/users", None, json!({"user": {}})).await;
+    expect(&reply, 422, "register without fields");
+    for field in ["username", "email", "password"] {
+        assert_eq!(
+            reply.body["errors"][field],
+            json!(["can't be blank"]),
+            "{field}"
+        );
+    }
+    let reply = api
+        .post(
+            "/users",
+            None,
+            json!({"user": {"username": "  ", "email": "x@y.z", "password": "p"}}),
+        )
+        .await;
+    expect_error(&reply, 422, "username", "can't be blank", "blank username");
+    let reply = api
+        .post(
+            "/users",
+            None,
+            json!({"user": {"username": "bad-email", "email": "not-an-email", "password": "p"}}),
+        )
+        .await;
+    expect_error(&reply, 422, "email", "is invalid", "invalid email");
+
+    // Taken username and email (email compared without case).
+    let reply = api
+        .post(
+            "/users",
+            None,
+            json!({"user": {"username": "jake", "email": "other@jake.jake", "password": "p"}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "username",
+        "has already been taken",
+        "taken username",
+    );
+    let reply = api
+        .post(
+            "/users",
+            None,
+            json!({"user": {"username": "jake2", "email": "JAKE@jake.jake", "password": "p"}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "email",
+        "has already been taken",
+        "taken email",
+    );
+
+    // Login.
+    let reply = api
+        .post(
+            "/users/login",
+            None,
+            json!({"user": {"email": "jake@jake.jake", "password": "jakejake"}}),
+        )
+        .await;
+    expect(&reply, 200, "login");
+    assert_eq!(reply.body["user"]["username"], "jake");
+    let token = reply.body["user"]["token"].as_str().unwrap().to_owned();
+    let reply = api
+        .post(
+            "/users/login",
+            None,
+            json!({"user": {"email": "Jake@Jake.jake", "password": "jakejake"}}),
+        )
+        .await;
+    expect(&reply, 200, "login with the email in other case");
+    let reply = api
+        .post(
+            "/users/login",
+            None,
+            json!({"user": {"email": "jake@jake.jake", "password": "wrong"}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        401,
+        "email or password",
+        "is invalid",
+        "wrong password",
+    );
+    let reply = api
+        .post(
+            "/users/login",
+            None,
+            json!({"user": {"email": "nobody@jake.jake", "password": "x"}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        401,
+        "email or password",
+        "is invalid",
+        "unknown email",
+    );
+    let reply = api
+        .post(
+            "/users/login",
+            None,
+            json!({"user": {"email": "jake@jake.jake"}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "password",
+        "can't be blank",
+        "login without password",
+    );
+
+    // Current user.
+    let reply = api.get("/user", Some(&token)).await;
+    expect(&reply, 200, "current user");
+    assert_eq!(reply.body["user"]["email"], "jake@jake.jake");
+
+    // Update.
+    let reply = api
+        .put("/user", Some(&token), json!({"user": {"bio": "I like to skateboard", "image": "https://i.stack.imgur.com/xHWG8.jpg", "email": "jake@new.jake"}}))
+        .await;
+    expect(&reply, 200, "update user");
+    assert_eq!(reply.body["user"]["bio"], "I like to skateboard");
+    assert_eq!(reply.body["user"]["email"], "jake@new.jake");
+    assert_eq!(reply.body["user"]["username"], "jake");
+    let reply = api
+        .put(
+            "/user",
+            Some(&token),
+            json!({"user": {"password": "newpassword"}}),
+        )
+        .await;
+    expect(&reply, 200, "change password");
+    let reply = api
+        .post(
+            "/users/login",
+            None,
+            json!({"user": {"email": "jake@new.jake", "password": "newpassword"}}),
+        )
+        .await;
+    expect(&reply, 200, "login with the new email and password");
+    let reply = api.put("/user", Some(&token), json!({"user": {}})).await;
+    expect_error(
+        &reply,
+        422,
+        "user",
+        "at least one field is required",
+        "empty update",
+    );
+    let reply = api
+        .put("/user", Some(&token), json!({"user": {"email": "nope"}}))
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "email",
+        "is invalid",
+        "update to an invalid email",
+    );
+    register(api, "taken-by-update").await;
+    let reply = api
+        .put(
+            "/user",
+            Some(&token),
+            json!({"user": {"username": "taken-by-update"}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "username",
+        "has already been taken",
+        "update to a taken username",
+    );
+    let reply = api.put("/user", None, json!({"user": {"bio": "x"}})).await;
+    expect_error(&reply, 401, "token", "is missing", "update without token");
+}
+
+async fn check_tokens_missing_bad_tampered_and_expired(api: &Api, jwt_secret: &str) {
+    let token = register(api, "tokenholder").await;
+    let reply = api.get("/user", None).await;
+    expect_error(&reply, 401, "token", "is missing", "no token");
+    let reply = api.get("/user", Some("not-a-jwt")).await;
+    expect_error(&reply, 401, "token", "is malformed", "garbage token");
+
+    // Change one character of the claims: the signature no longer matches.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let claims = &mut parts[1];
+    let replacement = if claims.as_bytes()[5] == b'A' {
+        "B"
+    } else {
+        "A"
+    };
+    claims.replace_range(5..6, replacement);
+    let tampered = parts.join(".");
+    let reply = api.get("/user", Some(&tampered)).await;
+    expect_error(
+        &reply,
+        401,
+        "token",
+        "has an invalid signature",
+        "tampered token",
+    );
+
+    let reply = api
+        .get("/user", Some(&expired_token("another secret", "1", -3600)))
+        .await;
+    expect_error(
+        &reply,
+        401,
+        "token",
+        "has an invalid signature",
+        "token signed with another secret",
+    );
+    let reply = api
+        .get("/user", Some(&expired_token(jwt_secret, "1", 10)))
+        .await;
+    expect_error(&reply, 401, "token", "has expired", "expired token");
+
+    // A bad token is refused even where auth is optional.
+    let reply = api.get("/articles", Some("not-a-jwt")).await;
+    expect_error(
+        &reply,
+        401,
+        "token",
+        "is malformed",
+        "bad token on an optional-auth read",
+    );
+    let reply = api.raw(Method::GET, "/user", None, None, None).await;
+    expect(&reply, 401, "no header at all");
+}
+
+async fn check_concurrent_registrations_of_one_username(api: &Api) {
+    for round in 0..3 {
+        let username = format!("racer{round}");
+        let attempts = (0..4).map(|attempt| {
+            let api = api.clone();
+            let username = username.clone();
+            tokio::spawn(async move {
+                api.post(
+                    "/users",
+                    None,
+                    json!({"user": {"username": username, "email": format!("racer{round}-{attempt}@example.com"), "password": "p"}}),
+                )
+                .await
+            })
+        });
+        let replies: Vec<Reply> = futures::future::join_all(attempts)
+            .await
+            .into_iter()
+            .map(|joined| joined.expect("request task"))
+            .collect();
+        let created = replies.iter().filter(|reply| reply.status == 201).count();
+        assert_eq!(
+            created, 1,
+            "exactly one registration of {username} wins: {replies:?}"
+        );
+        for reply in replies.iter().filter(|reply| reply.status != 201) {
+            expect_error(
+                reply,
+                422,
+                "username",
+                "has already been taken",
+                "losing registration",
+            );
+        }
+    }
+}
+
+async fn check_bad_bodies_are_422(api: &Api) {
+    let token = register(api, "badbodies").await;
+    let malformed = api
+        .raw(
+            Method::POST,
+            "/users",
+            None,
+            Some("application/json"),
+            Some(b"{\"user\": {".to_vec()),
+        )
+        .await;
+    expect(&malformed, 422, "malformed JSON");
+    let message = malformed.body["errors"]["body"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.starts_with("invalid JSON"), "{message}");
+
+    let wrong_type = api
+        .raw(
+            Method::POST,
+            "/users/login",
+            None,
+            Some("text/plain"),
+            Some(br#"{"user":{"email":"a@b.c","password":"p"}}"#.to_vec()),
+        )
+        .await;
+    expect_error(
+        &wrong_type,
+        422,
+        "body",
+        "Content-Type must be application/json",
+        "wrong content type",
+    );
+    let no_type = api
+        .raw(
+            Method::POST,
+            "/articles",
+            Some(&token),
+            None,
+            Some(br#"{"article":{}}"#.to_vec()),
+        )
+        .await;
+    expect_error(
+        &no_type,
+        422,
+        "body",
+        "Content-Type must be application/json",
+        "no content type",
+    );
+
+    let wrong_shape = api
+        .post("/articles", Some(&token), json!({"article": {"title": 5}}))
+        .await;
+    expect(&wrong_shape, 422, "a number where a string belongs");
+    let missing_wrapper = api
+        .post("/articles", Some(&token), json!({"title": "x"}))
+        .await;
+    expect(&missing_wrapper, 422, "no article wrapper");
+    let empty = api
+        .raw(
+            Method::PUT,
+            "/user",
+            Some(&token),
+            Some("application/json"),
+            Some(Vec::new()),
+        )
+        .await;
+    expect(&empty, 422, "empty body");
+}
+
+async fn check_profiles_and_follows(api: &Api) {
+    let celeb = register(api, "celeb").await;
+    let fan = register(api, "fan").await;
+
+    let reply = api.get("/profiles/celeb", None).await;
+    expect(&reply, 200, "profile, anonymous");
+    assert_eq!(
+        reply.body,
+        json!({"profile": {"username": "celeb", "bio": "", "image": "", "following": false}})
+    );
+    let reply = api.get("/profiles/nobody-here", None).await;
+    expect_error(&reply, 404, "profile", "not found", "unknown profile");
+
+    let reply = api.post_empty("/profiles/celeb/follow", Some(&fan)).await;
+    expect(&reply, 200, "follow");
+    assert_eq!(reply.body["profile"]["following"], true);
+    let reply = api.post_empty("/profiles/celeb/follow", Some(&fan)).await;
+    expect(&reply, 200, "follow twice");
+    assert_eq!(reply.body["profile"]["following"], true);
+    let reply = api.get("/profiles/celeb", Some(&fan)).await;
+    assert_eq!(
+        reply.body["profile"]["following"], true,
+        "profile as the follower"
+    );
+    let reply = api.get("/profiles/celeb", Some(&celeb)).await;
+    assert_eq!(
+        reply.body["profile"]["following"], false,
+        "profile as someone else"
+    );
+
+    let reply = api
+        .post_empty("/profiles/nobody-here/follow", Some(&fan))
+        .await;
+    expect_error(&reply, 404, "profile", "not found", "follow unknown user");
+    let reply = api.post_empty("/profiles/fan/follow", Some(&fan)).await;
+    expect_error(
+        &reply,
+        422,
+        "username",
+        "you cannot follow yourself",
+        "follow yourself",
+    );
+    let reply = api.post_empty("/profiles/celeb/follow", None).await;
+    expect_error(&reply, 401, "token", "is missing", "follow without token");
+
+    let reply = api.delete("/profiles/celeb/follow", Some(&fan)).await;
+    expect(&reply, 200, "unfollow");
+    assert_eq!(reply.body["profile"]["following"], false);
+    let reply = api.get("/profiles/celeb", Some(&fan)).await;
+    assert_eq!(reply.body["profile"]["following"], false, "after unfollow");
+    let reply = api.delete("/profiles/nobody-here/follow", Some(&fan)).await;
+    expect_error(&reply, 404, "profile", "not found", "unfollow unknown user");
+    let reply = api.delete("/profiles/celeb/follow", None).await;
+    expect_error(&reply, 401, "token", "is missing", "unfollow without token");
+}
+
+async fn check_articles_crud_and_ownership(api: &Api) {
+    let author = register(api, "author").await;
+    let other = register(api, "other-author").await;
+
+    let article = create_article(
+        api,
+        &author,
+        "How to train your dragon",
+        &["training", "dragons", "zoo"],
+    )
+    .await;
+    let slug = article["slug"].as_str().unwrap().to_owned();
+    assert!(slug.starts_with("how-to-train-your-dragon"), "{slug}");
+    assert_eq!(article["title"], "How to train your dragon");
+    assert_eq!(article["body"], "the body");
+    assert_eq!(
+        article["tagList"],
+        json!(["training", "dragons", "zoo"]),
+        "tags keep their order"
+    );
+    assert_eq!(article["favorited"], false);
+    assert_eq!(article["favoritesCount"], 0);
+    assert_eq!(article["author"]["username"], "author");
+    assert_eq!(article["author"]["following"], false);
+    assert!(
+        is_iso8601_utc_millis(&article["createdAt"]),
+        "{}",
+        article["createdAt"]
+    );
+    assert!(
+        is_iso8601_utc_millis(&article["updatedAt"]),
+        "{}",
+        article["updatedAt"]
+    );
+
+    let twin = create_article(api, &author, "How to train your dragon", &[]).await;
+    assert_ne!(
+        twin["slug"], article["slug"],
+        "identical titles get distinct slugs"
+    );
+    assert_eq!(twin["tagList"], json!([]));
+
+    let reply = api
+        .post(
+            "/articles",
+            Some(&author),
+            json!({"article": {"description": "d", "body": "b"}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "title",
+        "can't be blank",
+        "article without title",
+    );
+    let reply = api
+        .post(
+            "/articles",
+            Some(&author),
+            json!({"article": {"title": "t", "description": "", "body": "b"}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "description",
+        "can't be blank",
+        "article with empty description",
+    );
+    let reply = api
+        .post(
+            "/articles",
+            None,
+            json!({"article": {"title": "t", "description": "d", "body": "b"}}),
+        )
+        .await;
+    expect_error(&reply, 401, "token", "is missing", "create without token");
+
+    let reply = api.get(&format!("/articles/{slug}"), None).await;
+    expect(&reply, 200, "get article anonymously");
+    assert_eq!(reply.body["article"], article);
+    let reply = api.get("/articles/no-such-article-1", None).await;
+    expect_error(&reply, 404, "article", "not found", "unknown slug");
+
+    // Only the author may change it.
+    let reply = api
+        .put(
+            &format!("/articles/{slug}"),
+            Some(&other),
+            json!({"article": {"body": "hijacked"}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        403,
+        "article",
+        "is not yours to change",
+        "update someone else's article",
+    );
+    let reply = api
+        .put(
+            &format!("/articles/{slug}"),
+            None,
+            json!({"article": {"body": "x"}}),
+        )
+        .await;
+    expect_error(&reply, 401, "token", "is missing", "update without token");
+    let reply = api
+        .put(
+            "/articles/no-such-article-1",
+            Some(&author),
+            json!({"article": {"body": "x"}}),
+        )
+        .await;
+    expect_error(&reply, 404, "article", "not found", "update unknown slug");
+    let reply = api
+        .put(
+            &format!("/articles/{slug}"),
+            Some(&author),
+            json!({"article": {"title": ""}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "title",
+        "can't be blank",
+        "update to an empty title",
+    );
+
+    let reply = api
+        .put(
+            &format!("/articles/{slug}"),
+            Some(&author),
+            json!({"article": {"body": "With two hands"}}),
+        )
+        .await;
+    expect(&reply, 200, "update body");
+    assert_eq!(reply.body["article"]["body"], "With two hands");
+    assert_eq!(
+        reply.body["article"]["slug"],
+        slug.as_str(),
+        "slug kept when the title is kept"
+    );
+    assert_eq!(
+        reply.body["article"]["tagList"],
+        json!(["training", "dragons", "zoo"])
+    );
+    let reply = api
+        .put(
+            &format!("/articles/{slug}"),
+            Some(&author),
+            json!({"article": {"title": "Did you train your dragon?"}}),
+        )
+        .await;
+    expect(&reply, 200, "update title");
+    let new_slug = reply.body["article"]["slug"].as_str().unwrap().to_owned();
+    assert!(
+        new_slug.starts_with("did-you-train-your-dragon"),
+        "{new_slug}"
+    );
+    assert_eq!(
+        api.get(&format!("/articles/{slug}"), None).await.status,
+        404,
+        "old slug gone"
+    );
+    assert_eq!(
+        api.get(&format!("/articles/{new_slug}"), None).await.status,
+        200,
+        "new slug works"
+    );
+
+    let reply = api
+        .delete(&format!("/articles/{new_slug}"), Some(&other))
+        .await;
+    expect_error(
+        &reply,
+        403,
+        "article",
+        "is not yours to change",
+        "delete someone else's article",
+    );
+    let reply = api.delete(&format!("/articles/{new_slug}"), None).await;
+    expect_error(&reply, 401, "token", "is missing", "delete without token");
+    let reply = api
+        .delete(&format!("/articles/{new_slug}"), Some(&author))
+        .await;
+    expect(&reply, 204, "delete article");
+    assert_eq!(reply.body, Value::Null, "204 has no body");
+    let reply = api.get(&format!("/articles/{new_slug}"), None).await;
+    expect_error(&reply, 404, "article", "not found", "deleted article");
+    let reply = api
+        .delete(&format!("/articles/{new_slug}"), Some(&author))
+        .await;
+    expect_error(&reply, 404, "article", "not found", "delete twice");
+}
+
+async fn check_article_lists_filters_and_pagination(api: &Api) {
+    let writer = register(api, "lister").await;
+    let reader = register(api, "list-reader").await;
+    let mut slugs = Vec::new();
+    for index in 0..5 {
+        let tags: &[&str] = if index % 2 == 0 {
+            &["even-list", "common-list"]
+        } else {
+            &["common-list"]
+        };
+        let article = create_article(api, &writer, &format!("List article {index}"), tags).await;
+        slugs.push(article["slug"].as_str().unwrap().to_owned());
+    }
+    api.post_empty(&format!("/articles/{}/favorite", slugs[1]), Some(&reader))
+        .await;
+
+    let reply = api.get("/articles?author=lister", None).await;
+    expect(&reply, 200, "list by author");
+    assert_eq!(reply.body["articlesCount"], 5);
+    let articles = reply.body["articles"].as_array().unwrap();
+    let listed: Vec<&str> = articles
+        .iter()
+        .map(|a| a["slug"].as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = slugs.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed, newest_first, "newest first");
+    for article in articles {
+        assert!(
+            article.get("body").is_none(),
+            "lists leave out the body: {article}"
+        );
+        assert!(is_iso8601_utc_millis(&article["createdAt"]));
+        assert_eq!(article["author"]["username"], "lister");
+    }
+
+    let reply = api.get("/articles?tag=even-list", None).await;
+    assert_eq!(reply.body["articlesCount"], 3, "by tag");
+    let reply = api.get("/articles?tag=even-list&author=lister", None).await;
+    assert_eq!(reply.body["articlesCount"], 3, "by tag and author");
+    let reply = api.get("/articles?tag=no-such-tag", None).await;
+    expect(&reply, 200, "unknown tag");
+    assert_eq!(reply.body, json!({"articles": [], "articlesCount": 0}));
+    let reply = api.get("/articles?author=no-such-user", None).await;
+    assert_eq!(reply.body["articlesCount"], 0, "unknown author");
+
+    let reply = api
+        .get("/articles?favorited=list-reader", Some(&reader))
+        .await;
+    expect(&reply, 200, "favorited by");
+    assert_eq!(reply.body["articlesCount"], 1);
+    assert_eq!(reply.body["articles"][0]["slug"], slugs[1].as_str());
+    assert_eq!(reply.body["articles"][0]["favorited"], true);
+    assert_eq!(reply.body["articles"][0]["favoritesCount"], 1);
+    let reply = api.get("/articles?favorited=list-reader", None).await;
+    assert_eq!(
+        reply.body["articles"][0]["favorited"], false,
+        "anonymous viewer"
+    );
+
+    // Pagination: limit/offset, clamping, and 422s.
+    let reply = api
+        .get("/articles?author=lister&limit=2&offset=1", None)
+        .await;
+    expect(&reply, 200, "page");
+    assert_eq!(reply.body["articlesCount"], 5, "count is over all pages");
+    let page: Vec<&str> = reply.body["articles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["slug"].as_str().unwrap())
+        .collect();
+    assert_eq!(page, vec![slugs[3].as_str(), slugs[2].as_str()]);
+    let reply = api.get("/articles?author=lister&offset=100", None).await;
+    assert_eq!(
+        reply.body,
+        json!({"articles": [], "articlesCount": 5}),
+        "past the end"
+    );
+    let reply = api.get("/articles?author=lister&limit=0", None).await;
+    assert_eq!(
+        reply.body["articles"].as_array().unwrap().len(),
+        1,
+        "limit 0 is clamped to 1"
+    );
+    let reply = api.get("/articles?author=lister&limit=100000", None).await;
+    expect(&reply, 200, "huge limit is clamped");
+    assert_eq!(reply.body["articles"].as_array().unwrap().len(), 5);
+    let reply = api.get("/articles?limit=-1", None).await;
+    expect_error(
+        &reply,
+        422,
+        "limit",
+        "must not be negative",
+        "negative limit",
+    );
+    let reply = api.get("/articles?offset=-3", None).await;
+    expect_error(
+        &reply,
+        422,
+        "offset",
+        "must not be negative",
+        "negative offset",
+    );
+    let reply = api.get("/articles?limit=lots", None).await;
+    expect(&reply, 422, "non-numeric limit");
+    assert!(reply.body["errors"]["limit"].is_array());
+    let reply = api
+        .get("/articles?offset=99999999999999999999999", None)
+        .await;
+    expect(&reply, 422, "offset beyond 64 bits");
+
+    let reply = api.get("/articles", None).await;
+    expect(&reply, 200, "global list");
+    assert!(reply.body["articlesCount"].as_i64().unwrap() >= 5);
+    assert!(
+        reply.body["articles"].as_array().unwrap().len() <= 20,
+        "default limit 20"
+    );
+}
+
+async fn check_feed_and_favorites(api: &Api) {
+    let star = register(api, "feed-star").await;
+    let stranger = register(api, "feed-stranger").await;
+    let follower = register(api, "feed-follower").await;
+    let starred = create_article(api, &star, "Star post", &[]).await;
+    create_article(api, &stranger, "Stranger post", &[]).await;
+    let slug = starred["slug"].as_str().unwrap().to_owned();
+
+    let reply = api.get("/articles/feed", Some(&follower)).await;
+    expect(&reply, 200, "empty feed");
+    assert_eq!(reply.body, json!({"articles": [], "articlesCount": 0}));
+    api.post_empty("/profiles/feed-star/follow", Some(&follower))
+        .await;
+    let reply = api.get("/articles/feed", Some(&follower)).await;
+    expect(&reply, 200, "feed");
+    assert_eq!(reply.body["articlesCount"], 1);
+    assert_eq!(reply.body["articles"][0]["slug"], slug.as_str());
+    assert_eq!(reply.body["articles"][0]["author"]["following"], true);
+    assert!(reply.body["articles"][0].get("body").is_none());
+    let reply = api.get("/articles/feed", None).await;
+    expect_error(&reply, 401, "token", "is missing", "feed without token");
+    let reply = api.get("/articles/feed?limit=-1", Some(&follower)).await;
+    expect_error(
+        &reply,
+        422,
+        "limit",
+        "must not be negative",
+        "feed with negative limit",
+    );
+
+    let reply = api
+        .post_empty(&format!("/articles/{slug}/favorite"), Some(&follower))
+        .await;
+    expect(&reply, 200, "favorite");
+    assert_eq!(reply.body["article"]["favorited"], true);
+    assert_eq!(reply.body["article"]["favoritesCount"], 1);
+    let reply = api
+        .post_empty(&format!("/articles/{slug}/favorite"), Some(&follower))
+        .await;
+    assert_eq!(
+        reply.body["article"]["favoritesCount"], 1,
+        "favoriting twice counts once"
+    );
+    let reply = api
+        .post_empty(&format!("/articles/{slug}/favorite"), Some(&stranger))
+        .await;
+    assert_eq!(reply.body["article"]["favoritesCount"], 2);
+    let reply = api.get(&format!("/articles/{slug}"), Some(&follower)).await;
+    assert_eq!(reply.body["article"]["favorited"], true);
+    assert_eq!(reply.body["article"]["author"]["following"], true);
+
+    let reply = api
+        .delete(&format!("/articles/{slug}/favorite"), Some(&follower))
+        .await;
+    expect(&reply, 200, "unfavorite");
+    assert_eq!(reply.body["article"]["favorited"], false);
+    assert_eq!(reply.body["article"]["favoritesCount"], 1);
+
+    let reply = api
+        .post_empty("/articles/no-such-article-1/favorite", Some(&follower))
+        .await;
+    expect_error(
+        &reply,
+        404,
+        "article",
+        "not found",
+        "favorite unknown article",
+    );
+    let reply = api
+        .delete("/articles/no-such-article-1/favorite", Some(&follower))
+        .await;
+    expect_error(
+        &reply,
+        404,
+        "article",
+        "not found",
+        "unfavorite unknown article",
+    );
+    let reply = api
+        .post_empty(&format!("/articles/{slug}/favorite"), None)
+        .await;
+    expect_error(&reply, 401, "token", "is missing", "favorite without token");
+    let reply = api
+        .delete(&format!("/articles/{slug}/favorite"), None)
+        .await;
+    expect_error(
+        &reply,
+        401,
+        "token",
+        "is missing",
+        "unfavorite without token",
+    );
+}
+
+async fn check_comments(api: &Api) {
+    let author = register(api, "commenter").await;
+    let other = register(api, "other-commenter").await;
+    let article = create_article(api, &author, "Discuss this", &[]).await;
+    let slug = article["slug"].as_str().unwrap().to_owned();
+    let path = format!("/articles/{slug}/comments");
+
+    let reply = api.get(&path, None).await;
+    expect(&reply, 200, "no comments yet");
+    assert_eq!(reply.body, json!({"comments": []}));
+
+    let reply = api
+        .post(
+            &path,
+            Some(&author),
+            json!({"comment": {"body": "Thank you so much!"}}),
+        )
+        .await;
+    expect(&reply, 200, "create comment");
+    let first = reply.body["comment"].clone();
+    assert_eq!(first["body"], "Thank you so much!");
+    assert_eq!(first["author"]["username"], "commenter");
+    assert!(first["id"].is_i64());
+    assert!(is_iso8601_utc_millis(&first["createdAt"]));
+    assert!(is_iso8601_utc_millis(&first["updatedAt"]));
+    let reply = api
+        .post(&path, Some(&other), json!({"comment": {"body": "Second"}}))
+        .await;
+    expect(&reply, 200, "second comment");
+    let second_id = reply.body["comment"]["id"].as_i64().unwrap();
+
+    let reply = api
+        .post(&path, Some(&author), json!({"comment": {"body": ""}}))
+        .await;
+    expect_error(&reply, 422, "body", "can't be blank", "empty comment");
+    let reply = api
+        .post(&path, None, json!({"comment": {"body": "x"}}))
+        .await;
+    expect_error(&reply, 401, "token", "is missing", "comment without token");
+    let reply = api
+        .post(
+            "/articles/no-such-article-1/comments",
+            Some(&author),
+            json!({"comment": {"body": "x"}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        404,
+        "article",
+        "not found",
+        "comment on unknown article",
+    );
+
+    let reply = api.get(&path, None).await;
+    expect(&reply, 200, "list comments");
+    let bodies: Vec<&str> = reply.body["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["Thank you so much!", "Second"], "oldest first");
+    let reply = api.get("/articles/no-such-article-1/comments", None).await;
+    expect_error(
+        &reply,
+        404,
+        "article",
+        "not found",
+        "comments of unknown article",
+    );
+
+    let first_id = first["id"].as_i64().unwrap();
+    let reply = api
+        .delete(&format!("{path}/{first_id}"), Some(&other))
+        .await;
+    expect_error(
+        &reply,
+        403,
+        "comment",
+        "is not yours to change",
+        "delete someone else's comment",
+    );
+    let reply = api.delete(&format!("{path}/{first_id}"), None).await;
+    expect_error(
+        &reply,
+        401,
+        "token",
+        "is missing",
+        "delete comment without token",
+    );
+    let reply = api
+        .delete(&format!("{path}/not-a-number"), Some(&author))
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "id",
+        "must be an integer",
+        "non-integer comment id",
+    );
+    let reply = api
+        .delete(
+            &format!("/articles/no-such-article-1/comments/{first_id}"),
+            Some(&author),
+        )
+        .await;
+    expect_error(
+        &reply,
+        404,
+        "comment",
+        "not found",
+        "comment under another slug",
+    );
+    let reply = api
+        .delete(&format!("{path}/{first_id}"), Some(&author))
+        .await;
+    expect(&reply, 204, "delete comment");
+    let reply = api
+        .delete(&format!("{path}/{first_id}"), Some(&author))
+        .await;
+    expect_error(&reply, 404, "comment", "not found", "delete comment twice");
+    let reply = api.get(&path, Some(&author)).await;
+    let remaining: Vec<i64> = reply.body["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(remaining, vec![second_id]);
+}
+
+async fn check_tags_are_distinct(api: &Api) {
+    let token = register(api, "tagger").await;
+    create_article(
+        api,
+        &token,
+        "Tagged one",
+        &["alpha-tag", "beta-tag", "alpha-tag"],
+    )
+    .await;
+    create_article(api, &token, "Tagged two", &["beta-tag", "gamma-tag"]).await;
+    let reply = api.get("/tags", None).await;
+    expect(&reply, 200, "tags");
+    let tags: Vec<&str> = reply.body["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for tag in ["alpha-tag", "beta-tag", "gamma-tag"] {
+        assert_eq!(
+            tags.iter().filter(|t| **t == tag).count(),
+            1,
+            "{tag} once in {tags:?}"
+        );
+    }
+    let reply = api.get("/articles?tag=alpha-tag", None).await;
+    assert_eq!(
+        reply.body["articles"][0]["tagList"],
+        json!(["alpha-tag", "beta-tag"]),
+        "duplicates dropped, order kept"
+    );
+}
+
+async fn check_strings_are_stored_exactly(api: &Api) {
+    let username = "Zoë O'Brien \"quotes\" 🦀";
+    let reply = api
+        .post(
+            "/users",
+            None,
+            json!({"user": {"username": username, "email": "zoe@example.com", "password": "p"}}),
+        )
+        .await;
+    expect(&reply, 201, "register with unicode and quotes");
+    assert_eq!(reply.body["user"]["username"], username);
+    let token = reply.body["user"]["token"].as_str().unwrap().to_owned();
+
+    let title = "  Robert'); DROP TABLE articles;-- \\ 日本語  ";
+    let body = "line one\nline two\ttabbed <b>html</b> %s $1 \u{00e9}";
+    let reply = api
+        .post(
+            "/articles",
+            Some(&token),
+            json!({"article": {"title": title, "description": " ", "body": body}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "description",
+        "can't be blank",
+        "whitespace-only description",
+    );
+    let reply = api
+        .post("/articles", Some(&token), json!({"article": {"title": title, "description": " padded ", "body": body, "tagList": ["Ünïcode tag"]}}))
+        .await;
+    expect(&reply, 201, "article with tricky strings");
+    let slug = reply.body["article"]["slug"].as_str().unwrap().to_owned();
+    let reply = api.get(&format!("/articles/{slug}"), None).await;
+    assert_eq!(reply.body["article"]["title"], title);
+    assert_eq!(reply.body["article"]["description"], " padded ");
+    assert_eq!(reply.body["article"]["body"], body);
+    assert_eq!(reply.body["article"]["tagList"], json!(["Ünïcode tag"]));
+    assert_eq!(reply.body["article"]["author"]["username"], username);
+
+    // The profile URL carries the username percent-encoded.
+    let encoded: String = url::form_urlencoded::byte_serialize(username.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20");
+    let reply = api.get(&format!("/profiles/{encoded}"), None).await;
+    expect(&reply, 200, "profile by a percent-encoded username");
+    assert_eq!(reply.body["profile"]["username"], username);
+    let reply = api.get("/articles?tag=%C3%9Cn%C3%AFcode+tag", None).await;
+    assert_eq!(reply.body["articlesCount"], 1, "query values are decoded");
+}
+
+async fn check_openapi_document_and_unknown_routes(api: &Api) {
+    let reply = api.get("/openapi.json", None).await;
+    expect(&reply, 200, "openapi.json");
+    let doc = &reply.body;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let operations: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(operations, 19, "every operation of the spec");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["Token"]["in"],
+        "header"
+    );
+
+    let reply = api.get("/no-such-endpoint", None).await;
+    expect_error(&reply, 404, "path", "not found", "unknown route");
+    let reply = api.call(Method::PATCH, "/user", None, None).await;
+    expect_error(
+        &reply,
+        405,
+        "method",
+        "is not allowed on this path",
+        "wrong method",
+    );
+}
