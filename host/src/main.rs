@@ -1,1 +1,305 @@
-fn main() {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use host::{admin, manifest, metrics, migrate, postgres, routing, runtime, server, variables};
+
+/// A production server for Spin HTTP applications, built on wasmtime.
+#[derive(Parser)]
+#[command(name = "wasmhost", version)]
+struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "WASMHOST_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the application's HTTP triggers.
+    Serve(ServeArgs),
+    /// Apply numbered SQL migrations.
+    Migrate {
+        /// PostgreSQL URL of the role that owns the schema.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        #[arg(long, env = "WASMHOST_MIGRATIONS_DIR", default_value = "migrations")]
+        migrations_dir: PathBuf,
+    },
+    /// Exit 0 if the URL answers 2xx (for container health checks).
+    Healthcheck {
+        #[arg(
+            long,
+            env = "WASMHOST_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:9090/readyz"
+        )]
+        url: String,
+        #[arg(long, default_value = "3")]
+        timeout_secs: u64,
+    },
+    /// Precompile the manifest's components into a cache directory.
+    Compile {
+        #[arg(long, env = "WASMHOST_MANIFEST", default_value = "spin.toml")]
+        manifest: PathBuf,
+        #[arg(long, env = "WASMHOST_CACHE_DIR")]
+        cache_dir: PathBuf,
+        #[arg(long, env = "WASMHOST_MAX_CONCURRENCY", default_value = "256")]
+        max_concurrency: usize,
+        #[arg(long, env = "WASMHOST_MEMORY_LIMIT_MB", default_value = "128")]
+        memory_limit_mb: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The Spin manifest.
+    #[arg(long, env = "WASMHOST_MANIFEST", default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Address for application traffic.
+    #[arg(long, env = "WASMHOST_LISTEN", default_value = "0.0.0.0:3000")]
+    listen: SocketAddr,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "WASMHOST_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    admin_listen: SocketAddr,
+    /// Requests handled at once; more get 503 with Retry-After.
+    #[arg(long, env = "WASMHOST_MAX_CONCURRENCY", default_value = "256")]
+    max_concurrency: usize,
+    /// Deadline for a whole request, body included.
+    #[arg(long, env = "WASMHOST_REQUEST_TIMEOUT_MS", default_value = "30000")]
+    request_timeout_ms: u64,
+    /// Largest request body accepted (413 beyond).
+    #[arg(long, env = "WASMHOST_MAX_BODY_BYTES", default_value = "1048576")]
+    max_body_bytes: usize,
+    /// Linear-memory cap per component instance.
+    #[arg(long, env = "WASMHOST_MEMORY_LIMIT_MB", default_value = "128")]
+    memory_limit_mb: usize,
+    /// Connections per PostgreSQL pool.
+    #[arg(long, env = "WASMHOST_PG_POOL_SIZE", default_value = "16")]
+    pg_pool_size: usize,
+    /// Cache prepared statements per connection.
+    #[arg(long, env = "WASMHOST_PG_STATEMENT_CACHE", default_value = "true", action = clap::ArgAction::Set)]
+    pg_statement_cache: bool,
+    /// How long a request waits for a pooled connection.
+    #[arg(long, env = "WASMHOST_PG_ACQUIRE_TIMEOUT_MS", default_value = "5000")]
+    pg_acquire_timeout_ms: u64,
+    /// Timeout for opening a database connection.
+    #[arg(long, env = "WASMHOST_PG_CONNECT_TIMEOUT_MS", default_value = "3000")]
+    pg_connect_timeout_ms: u64,
+    /// How long to wait at start for the databases to answer.
+    #[arg(long, env = "WASMHOST_DB_WAIT_SECS", default_value = "60")]
+    db_wait_secs: u64,
+    /// How long in-flight requests may run after SIGTERM.
+    #[arg(long, env = "WASMHOST_SHUTDOWN_TIMEOUT_SECS", default_value = "30")]
+    shutdown_timeout_secs: u64,
+    /// Directory of precompiled components (written if missing).
+    #[arg(long, env = "WASMHOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli.command)) {
+        tracing::error!("{e:#}");
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate {
+            database_url,
+            migrations_dir,
+        } => {
+            let applied = migrate::run(&database_url, &migrations_dir).await?;
+            tracing::info!(applied, "migrations up to date");
+            Ok(())
+        }
+        Command::Healthcheck { url, timeout_secs } => {
+            admin::healthcheck(&url, Duration::from_secs(timeout_secs)).await
+        }
+        Command::Compile {
+            manifest,
+            cache_dir,
+            max_concurrency,
+            memory_limit_mb,
+        } => {
+            let manifest = manifest::Manifest::load(&manifest)?;
+            let engine = runtime::engine(&runtime::RuntimeSettings {
+                max_concurrency,
+                memory_limit_bytes: memory_limit_mb << 20,
+                cache_dir: Some(cache_dir.clone()),
+                pool: pool_settings(1, true, 1000, 1000),
+            })?;
+            for (id, component) in &manifest.components {
+                runtime::load_component(&engine, &component.source, Some(&cache_dir))
+                    .with_context(|| format!("component `{id}`"))?;
+                tracing::info!(component = %id, "precompiled");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn pool_settings(
+    size: usize,
+    cache: bool,
+    acquire_ms: u64,
+    connect_ms: u64,
+) -> postgres::PoolSettings {
+    postgres::PoolSettings {
+        max_connections: size.max(1),
+        statement_cache: cache,
+        connect_timeout: Duration::from_millis(connect_ms),
+        acquire_timeout: Duration::from_millis(acquire_ms),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process can still be killed; serve on.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Waits, with backoff, until every database the components use answers.
+async fn wait_for_databases(rt: &runtime::Runtime, wait: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + wait;
+    for (name, url) in &rt.databases {
+        let label = postgres::Target::parse(url)?.label;
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match rt.shared.pools.ping(url).await {
+                Ok(()) => {
+                    tracing::info!(database = %label, variable = %name, "database reachable");
+                    break;
+                }
+                Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                    tracing::warn!(database = %label, error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => anyhow::bail!(
+                    "database {label} (from variable {name}) unreachable after {}s: {e:#}",
+                    wait.as_secs()
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let manifest = manifest::Manifest::load(&args.manifest)?;
+    let resolved = variables::Resolved::resolve(&manifest, |k| std::env::var(k).ok())?;
+    let router = routing::Router::build(&manifest.http_triggers)?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let settings = runtime::RuntimeSettings {
+        max_concurrency: args.max_concurrency.max(1),
+        memory_limit_bytes: args.memory_limit_mb.max(1) << 20,
+        cache_dir: args.cache_dir.clone(),
+        pool: pool_settings(
+            args.pg_pool_size,
+            args.pg_statement_cache,
+            args.pg_acquire_timeout_ms,
+            args.pg_connect_timeout_ms,
+        ),
+    };
+    let rt = Arc::new(runtime::Runtime::new(
+        &manifest, &resolved, settings, metrics,
+    )?);
+    rt.start_epoch_ticker();
+    wait_for_databases(&rt, Duration::from_secs(args.db_wait_secs)).await?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
+    let admin = Arc::new(admin::Admin {
+        runtime: rt.clone(),
+        shutting_down: false.into(),
+    });
+    tokio::spawn(admin::serve(admin.clone(), admin_listener));
+
+    let srv = Arc::new(server::Server::new(
+        rt.clone(),
+        router,
+        server::ServerSettings {
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            max_body_bytes: args.max_body_bytes,
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+            header_read_timeout: Duration::from_secs(10),
+        },
+    ));
+    tracing::info!(
+        application = %manifest.name,
+        listen = %args.listen,
+        admin = %args.admin_listen,
+        components = rt.components.len(),
+        "serving"
+    );
+    let shutdown = {
+        let admin = admin.clone();
+        async move {
+            shutdown_signal().await;
+            admin.shutting_down.store(true, Ordering::Relaxed);
+        }
+    };
+    server::serve(srv, listener, shutdown).await
+}

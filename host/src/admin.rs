@@ -1,0 +1,125 @@
+//! The admin listener, on its own port so it is never exposed through the
+//! load balancer: `/healthz` (the process is alive), `/readyz` (components
+//! loaded, every database reachable, not shutting down) and `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::runtime::Runtime;
+
+pub struct Admin {
+    pub runtime: Arc<Runtime>,
+    pub shutting_down: AtomicBool,
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+impl Admin {
+    async fn readiness(&self) -> Result<(), String> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err("shutting down".into());
+        }
+        for (name, url) in &self.runtime.databases {
+            let ping = self.runtime.shared.pools.ping(url);
+            match tokio::time::timeout(Duration::from_secs(2), ping).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("database {name} unreachable: {e:#}")),
+                Err(_) => return Err(format!("database {name} did not answer within 2s")),
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+            "/readyz" => match self.readiness().await {
+                Ok(()) => text(StatusCode::OK, "text/plain", "ready\n".into()),
+                Err(reason) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("{reason}\n"),
+                ),
+            },
+            "/metrics" => {
+                self.runtime.shared.pools.record_pool_metrics();
+                text(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    self.runtime.shared.metrics.encode(),
+                )
+            }
+            _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        }
+    }
+}
+
+pub async fn serve(admin: Arc<Admin>, listener: TcpListener) {
+    let builder = crate::server::connection_builder(Duration::from_secs(5));
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let admin = admin.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, std::convert::Infallible>(admin.handle(req).await) }
+            });
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// `wasmhost healthcheck`: GET a URL, succeed on 2xx. For container health
+/// checks in images without a shell or curl.
+pub async fn healthcheck(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let uri: http::Uri = url.parse().context("invalid URL")?;
+    let host = uri.host().context("URL has no host")?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let check = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = Request::get(path)
+            .header(header::HOST, host.as_str())
+            .body(http_body_util::Empty::<Bytes>::new())?;
+        let response = sender.send_request(req).await?;
+        anyhow::Ok(response.status())
+    };
+    let status = tokio::time::timeout(timeout, check)
+        .await
+        .context("timed out")??;
+    if status.is_success() {
+        Ok(())
+    } else {
+        anyhow::bail!("{url} answered {status}")
+    }
+}

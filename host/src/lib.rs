@@ -1,0 +1,21 @@
+//! `wasmhost`: a production server for Spin HTTP applications.
+//!
+//! It reads a Spin manifest (`spin.toml`), runs the same WebAssembly
+//! components `spin up` and SpinKube run, and implements the Spin interfaces
+//! they import, with pooled outbound PostgreSQL. One module per capability:
+//! `manifest`, `routing`, `variables`, `outbound` (+ `outbound_http`),
+//! `postgres`, `runtime` (engine, limits, stores), `server` (the request
+//! path), `admin` (health and metrics), `migrate`.
+
+pub mod admin;
+pub mod bindings;
+pub mod manifest;
+pub mod metrics;
+pub mod migrate;
+pub mod outbound;
+pub mod outbound_http;
+pub mod postgres;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod variables;

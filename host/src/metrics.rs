@@ -1,0 +1,183 @@
+//! Prometheus metrics, served as text on the admin listener.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub component: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub component: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub database: String,
+    pub state: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<RouteLabels, Histogram>,
+    in_flight: Gauge,
+    rejected: Family<ReasonLabels, Counter>,
+    instances: Counter,
+    statements: Counter,
+    statement_cache: Family<CacheLabels, Counter>,
+    pool_connections: Family<PoolLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("wasmhost");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "HTTP requests answered, by component, route and status",
+            requests.clone(),
+        );
+        let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ])
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time to the response's headers, by component and route",
+            durations.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "Requests being handled",
+            in_flight.clone(),
+        );
+        let rejected = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "requests_rejected",
+            "Requests refused before reaching a component, by reason",
+            rejected.clone(),
+        );
+        let instances = Counter::default();
+        registry.register(
+            "instances",
+            "Component instances created (one per request)",
+            instances.clone(),
+        );
+        let statements = Counter::default();
+        registry.register(
+            "pg_statements",
+            "SQL statements executed for components",
+            statements.clone(),
+        );
+        let statement_cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "pg_statement_cache",
+            "Prepared-statement cache lookups, by result",
+            statement_cache.clone(),
+        );
+        let pool_connections = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pg_pool_connections",
+            "PostgreSQL pool connections, by database and state (in_use, idle)",
+            pool_connections.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            durations,
+            in_flight,
+            rejected,
+            instances,
+            statements,
+            statement_cache,
+            pool_connections,
+        }
+    }
+
+    pub fn request_started(&self) {
+        self.in_flight.inc();
+    }
+
+    pub fn request_finished(&self, component: &str, route: &str, status: u16, seconds: f64) {
+        self.in_flight.dec();
+        self.requests
+            .get_or_create(&RequestLabels {
+                component: component.to_string(),
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        self.durations
+            .get_or_create(&RouteLabels {
+                component: component.to_string(),
+                route: route.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn instance_created(&self) {
+        self.instances.inc();
+    }
+
+    pub fn statement_executed(&self) {
+        self.statements.inc();
+    }
+
+    pub fn statement_cache(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.statement_cache
+            .get_or_create(&CacheLabels { result })
+            .inc();
+    }
+
+    pub fn set_pool_connections(&self, database: &str, in_use: usize, idle: usize) {
+        for (state, value) in [("in_use", in_use), ("idle", idle)] {
+            self.pool_connections
+                .get_or_create(&PoolLabels {
+                    database: database.to_string(),
+                    state,
+                })
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,366 @@
+//! The wasmtime side: one engine, every component compiled once (or loaded
+//! precompiled) and pre-instantiated at start, and a fresh store and
+//! instance per request, as Spin does. The pooling allocator with
+//! copy-on-write memory images makes that instantiation cost microseconds.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, UpdateDeadline,
+};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::manifest::{self, Manifest};
+use crate::metrics::Metrics;
+use crate::outbound::AllowedHosts;
+use crate::postgres::{PoolSettings, Pools};
+use crate::variables::{ComponentVariables, Resolved};
+
+/// How often the epoch advances: the granularity of deadlines and of
+/// yielding a busy guest back to the scheduler.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    pub max_concurrency: usize,
+    pub memory_limit_bytes: usize,
+    pub cache_dir: Option<PathBuf>,
+    pub pool: PoolSettings,
+}
+
+/// State shared by every request.
+pub struct Shared {
+    pub pools: Pools,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What a component's instances need from the manifest, resolved.
+pub struct ComponentContext {
+    pub id: String,
+    pub variables: ComponentVariables,
+    pub allowed_hosts: AllowedHosts,
+    pub files: Vec<manifest::FileMount>,
+    pub environment: Vec<(String, String)>,
+}
+
+pub struct LoadedComponent {
+    pub context: Arc<ComponentContext>,
+    pub pre: ProxyPre<HostState>,
+}
+
+/// Per-request store data.
+pub struct HostState {
+    pub table: ResourceTable,
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub http_hooks: crate::outbound_http::OutboundHttp,
+    pub limits: StoreLimits,
+    pub component: Arc<ComponentContext>,
+    pub shared: Arc<Shared>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+pub struct Runtime {
+    pub engine: Engine,
+    pub components: HashMap<String, LoadedComponent>,
+    pub shared: Arc<Shared>,
+    pub settings: RuntimeSettings,
+    /// Postgres connection strings found in component variables, checked by
+    /// readiness.
+    pub databases: Vec<(String, String)>,
+}
+
+pub fn engine(settings: &RuntimeSettings) -> Result<Engine> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    config.memory_init_cow(true);
+    let instances = u32::try_from(settings.max_concurrency)
+        .unwrap_or(u32::MAX)
+        .saturating_add(16);
+    let mut pooling = PoolingAllocationConfig::new();
+    pooling
+        .total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(instances)
+        .max_memories_per_component(4)
+        .max_core_instances_per_component(32)
+        .max_tables_per_component(16)
+        .max_memory_size(settings.memory_limit_bytes)
+        .max_unused_warm_slots(64);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("configuring wasmtime")
+}
+
+/// Where the precompiled form of `wasm` for this engine lives in a cache.
+fn cache_path(engine: &Engine, cache_dir: &Path, wasm: &[u8]) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
+    let digest = Sha256::digest(wasm);
+    cache_dir.join(format!(
+        "{}-{:016x}.cwasm",
+        hex::encode(&digest[..16]),
+        engine_hash.finish()
+    ))
+}
+
+/// Compiles a component, or loads it from the cache when a compatible
+/// precompiled copy exists (written by `wasmhost compile` or a previous
+/// start).
+pub fn load_component(engine: &Engine, path: &Path, cache_dir: Option<&Path>) -> Result<Component> {
+    let wasm =
+        std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
+    let Some(dir) = cache_dir else {
+        return Component::new(engine, &wasm)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot compile component {}", path.display()));
+    };
+    let cached = cache_path(engine, dir, &wasm);
+    if cached.exists() {
+        // SAFETY: the file was written by `Component::serialize` for an
+        // engine with the same compatibility hash (part of its name), into a
+        // cache directory the operator controls.
+        match unsafe { Component::deserialize_file(engine, &cached) } {
+            Ok(component) => return Ok(component),
+            Err(e) => {
+                tracing::warn!(path = %cached.display(), error = %e, "ignoring unusable precompiled component")
+            }
+        }
+    }
+    let component = Component::new(engine, &wasm)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot compile component {}", path.display()))?;
+    if let Err(e) = write_cache(&component, &cached) {
+        tracing::warn!(path = %cached.display(), error = %e, "could not cache the compiled component");
+    }
+    Ok(component)
+}
+
+fn write_cache(component: &Component, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, component.serialize()?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub fn linker(engine: &Engine) -> Result<Linker<HostState>> {
+    let mut linker = Linker::<HostState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::bindings::pg4::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    crate::bindings::spin_variables::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )?;
+    crate::bindings::wasi_config::add_to_linker::<HostState, HasSelf<HostState>>(
+        &mut linker,
+        |s| s,
+    )?;
+    Ok(linker)
+}
+
+impl Runtime {
+    pub fn new(
+        manifest: &Manifest,
+        variables: &Resolved,
+        settings: RuntimeSettings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let engine = engine(&settings)?;
+        let linker = linker(&engine)?;
+        let routed: std::collections::BTreeSet<&str> = manifest
+            .http_triggers
+            .iter()
+            .map(|t| t.component.as_str())
+            .collect();
+        let mut components = HashMap::new();
+        let mut databases = Vec::new();
+        for id in routed {
+            let decl = &manifest.components[id];
+            let variables_ctx = ComponentVariables::resolve(manifest, id, variables)?;
+            let hosts = decl
+                .allowed_outbound_hosts
+                .iter()
+                .map(|t| variables.render(manifest, t))
+                .collect::<Result<Vec<_>>>()
+                .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
+            let allowed_hosts = AllowedHosts::parse(&hosts)
+                .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
+            for mount in &decl.files {
+                if !mount.source.is_dir() {
+                    bail!(
+                        "component `{id}`: files source {} is not a directory",
+                        mount.source.display()
+                    );
+                }
+            }
+            for (name, value) in variables_ctx.values() {
+                if (value.starts_with("postgres://") || value.starts_with("postgresql://"))
+                    && crate::postgres::Target::parse(value)
+                        .and_then(|t| t.endpoints())
+                        .map(|eps| {
+                            eps.iter()
+                                .all(|(h, p)| allowed_hosts.allows("postgres", h, *p))
+                        })
+                        .unwrap_or(false)
+                {
+                    databases.push((format!("{id}.{name}"), value.clone()));
+                }
+            }
+            let started = Instant::now();
+            let component = load_component(&engine, &decl.source, settings.cache_dir.as_deref())
+                .with_context(|| format!("component `{id}`"))?;
+            let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+                anyhow::anyhow!(
+                    "component `{id}` ({}) imports something this host does not provide: {e:#}",
+                    decl.source.display()
+                )
+            })?;
+            let pre = ProxyPre::new(instance_pre)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!("component `{id}` does not export wasi:http/incoming-handler")
+                })?;
+            tracing::info!(
+                component = id,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "component ready"
+            );
+            components.insert(
+                id.to_string(),
+                LoadedComponent {
+                    context: Arc::new(ComponentContext {
+                        id: id.to_string(),
+                        variables: variables_ctx,
+                        allowed_hosts,
+                        files: decl.files.clone(),
+                        environment: decl
+                            .environment
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    }),
+                    pre,
+                },
+            );
+        }
+        let shared = Arc::new(Shared {
+            pools: Pools::new(settings.pool.clone(), metrics.clone()),
+            metrics,
+        });
+        Ok(Runtime {
+            engine,
+            components,
+            shared,
+            settings,
+            databases,
+        })
+    }
+
+    /// Advances the engine's epoch every tick, for deadlines and fairness.
+    pub fn start_epoch_ticker(&self) {
+        let engine = self.engine.weak();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while let Some(engine) = engine.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .ok();
+    }
+
+    /// A fresh store for one request to `component`, whose guest code traps
+    /// once `deadline` has passed and otherwise yields every tick so one
+    /// busy guest cannot starve the others.
+    pub fn store(
+        &self,
+        component: &LoadedComponent,
+        deadline: Instant,
+    ) -> Result<Store<HostState>> {
+        let ctx = &component.context;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stderr();
+        wasi.envs(&ctx.environment);
+        for mount in &ctx.files {
+            wasi.preopened_dir(&mount.source, &mount.destination, FsPerms::ReadOnly)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("mounting {}", mount.source.display()))?;
+        }
+        let state = HostState {
+            table: ResourceTable::new(),
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            http_hooks: crate::outbound_http::OutboundHttp::new(ctx.allowed_hosts.clone()),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.settings.memory_limit_bytes)
+                .instances(64)
+                .build(),
+            component: ctx.clone(),
+            shared: self.shared.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(DeadlineExceeded.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        Ok(store)
+    }
+}
+
+/// The guest ran past its request's deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request exceeded its deadline")]
+pub struct DeadlineExceeded;
+
+/// True if a guest error was caused by the deadline.
+pub fn is_deadline(error: &wasmtime::Error) -> bool {
+    error.is::<DeadlineExceeded>()
+        || error
+            .chain()
+            .any(|e| e.downcast_ref::<DeadlineExceeded>().is_some())
+}

@@ -1,0 +1,402 @@
+//! The public HTTP listener and the request path, top to bottom:
+//! route -> admit (concurrency cap) -> read the body (size cap, deadline) ->
+//! fresh store and instance -> call `wasi:http/incoming-handler` -> respond.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::routing::Router;
+use crate::runtime::{Runtime, is_deadline};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout: Duration,
+    pub header_read_timeout: Duration,
+}
+
+pub struct Server {
+    runtime: Arc<Runtime>,
+    router: Router,
+    admission: Arc<Semaphore>,
+    settings: ServerSettings,
+}
+
+fn json_error(status: StatusCode, field: &str, message: &str) -> Response<HyperOutgoingBody> {
+    let body = serde_json::json!({ "errors": { field: [message] } }).to_string();
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The caller's request id if it is a sane token, else a new UUID.
+fn request_id(req: &Request<Incoming>) -> HeaderValue {
+    req.headers()
+        .get(&REQUEST_ID)
+        .filter(|v| {
+            let b = v.as_bytes();
+            !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .unwrap_or(HeaderValue::from_static("invalid"))
+        })
+}
+
+impl Server {
+    pub fn new(runtime: Arc<Runtime>, router: Router, settings: ServerSettings) -> Self {
+        let admission = Arc::new(Semaphore::new(runtime.settings.max_concurrency));
+        Server {
+            runtime,
+            router,
+            admission,
+            settings,
+        }
+    }
+
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
+        let started = Instant::now();
+        let id = request_id(&req);
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let span = tracing::info_span!("request", id = %id.to_str().unwrap_or("-"));
+        let (route, component, mut response) = self
+            .dispatch(req, client, started)
+            .instrument(span.clone())
+            .await;
+        response.headers_mut().insert(REQUEST_ID, id.clone());
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        self.runtime.shared.metrics.request_finished(
+            &component,
+            &route,
+            status,
+            elapsed.as_secs_f64(),
+        );
+        span.in_scope(|| {
+            tracing::info!(
+                target: "wasmhost::access",
+                %method,
+                path,
+                route,
+                component,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            )
+        });
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        started: Instant,
+    ) -> (String, String, Response<HyperOutgoingBody>) {
+        let metrics = &self.runtime.shared.metrics;
+        metrics.request_started();
+        let Some(matched) = self.router.route(req.uri().path()) else {
+            return (
+                "-".into(),
+                "-".into(),
+                json_error(StatusCode::NOT_FOUND, "path", "no route matches this path"),
+            );
+        };
+        let route = matched.raw_route.clone();
+        let component_id = matched.component.clone();
+        let respond = |r| (route.clone(), component_id.clone(), r);
+
+        let Ok(permit) = self.admission.clone().try_acquire_owned() else {
+            metrics.rejected("concurrency");
+            let mut response = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server",
+                "too many concurrent requests; retry shortly",
+            );
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return respond(response);
+        };
+
+        let deadline = started + self.settings.request_timeout;
+        let (mut parts, body) = req.into_parts();
+        let limit = self.settings.max_body_bytes;
+        let too_large = || {
+            json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body",
+                &format!("request body exceeds {limit} bytes"),
+            )
+        };
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            metrics.rejected("body_too_large");
+            return respond(too_large());
+        }
+        // The body is read before an instance exists, so a slow client holds
+        // a connection, not a guest.
+        let body =
+            match tokio::time::timeout_at(deadline.into(), Limited::new(body, limit).collect())
+                .await
+            {
+                Ok(Ok(collected)) => collected.to_bytes(),
+                Ok(Err(e))
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some() =>
+                {
+                    metrics.rejected("body_too_large");
+                    return respond(too_large());
+                }
+                Ok(Err(_)) => {
+                    return respond(json_error(
+                        StatusCode::BAD_REQUEST,
+                        "body",
+                        "the request body could not be read",
+                    ));
+                }
+                Err(_) => {
+                    metrics.rejected("body_timeout");
+                    return respond(json_error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body",
+                        "the request body did not arrive in time",
+                    ));
+                }
+            };
+
+        let Some(component) = self.runtime.components.get(&component_id) else {
+            return respond(json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server",
+                "component not loaded",
+            ));
+        };
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let full_url = format!("http://{host}{path_and_query}");
+        for (name, value) in matched.spin_headers(&full_url, &client.to_string()) {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                parts.headers.insert(name, value);
+            }
+        }
+        if !parts.headers.contains_key(http::header::HOST) {
+            parts
+                .headers
+                .insert(http::header::HOST, HeaderValue::from_static("localhost"));
+        }
+        parts.headers.remove(http::header::CONNECTION);
+        let request = Request::from_parts(parts, Full::new(body));
+
+        let mut store = match self.runtime.store(component, deadline) {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "cannot create the request's store");
+                return respond(json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server",
+                    "internal error",
+                ));
+            }
+        };
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let prepared = {
+            use wasmtime_wasi_http::WasiHttpView;
+            let mut http = store.data_mut().http();
+            http.new_incoming_request(Scheme::Http, request)
+                .and_then(|req| Ok((req, http.new_response_outparam(sender)?)))
+        };
+        let (wasi_req, outparam) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "malformed request");
+                return respond(json_error(
+                    StatusCode::BAD_REQUEST,
+                    "request",
+                    "malformed request",
+                ));
+            }
+        };
+        let pre = component.pre.clone();
+        metrics.instance_created();
+        let guest = tokio::spawn(
+            async move {
+                // Held until the guest finishes, including streaming its body.
+                let _permit = permit;
+                let run = async {
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, wasi_req, outparam)
+                        .await
+                };
+                match tokio::time::timeout_at(deadline.into(), run).await {
+                    Ok(result) => result,
+                    Err(_) => Err(wasmtime::Error::from(crate::runtime::DeadlineExceeded)),
+                }
+            }
+            .in_current_span(),
+        );
+
+        let response = match receiver.await {
+            Ok(Ok(response)) => response,
+            Ok(Err(code)) => {
+                tracing::error!(error = ?code, "component returned an error instead of a response");
+                json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server",
+                    "internal error",
+                )
+            }
+            // The guest ended without setting a response.
+            Err(_) => match guest.await {
+                Ok(Err(e)) if is_deadline(&e) => {
+                    metrics.rejected("deadline");
+                    tracing::warn!("component exceeded the request deadline");
+                    json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "server",
+                        "the request took too long and was cancelled",
+                    )
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "component failed");
+                    json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server",
+                        "internal error",
+                    )
+                }
+                Ok(Ok(())) => {
+                    tracing::error!("component returned without sending a response");
+                    json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server",
+                        "internal error",
+                    )
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "component task failed");
+                    json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server",
+                        "internal error",
+                    )
+                }
+            },
+        };
+        respond(response)
+    }
+}
+
+/// A hyper connection builder with the server's protocol settings.
+pub fn connection_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    builder
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight
+/// requests finish for up to the shutdown timeout.
+pub async fn serve(
+    server: Arc<Server>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let graceful = GracefulShutdown::new();
+    let builder = connection_builder(server.settings.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, client) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off
+                        // instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let server = server.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, std::convert::Infallible>(server.handle(req, client).await) }
+                });
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: no longer accepting connections, draining in-flight requests");
+    match tokio::time::timeout(server.settings.shutdown_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all requests finished"),
+        Err(_) => tracing::warn!(
+            timeout_secs = server.settings.shutdown_timeout.as_secs(),
+            "shutdown deadline reached with requests still in flight"
+        ),
+    }
+    Ok(())
+}
