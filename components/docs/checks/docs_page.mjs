@@ -131,8 +131,11 @@ try {
   });
 
   await check("screenshot saved", async () => {
-    await page.screenshot({ path: screenshotFile, fullPage: true });
-    return screenshotFile;
+    // Every operation, without the long schema list below them.
+    const models = await page.locator("section.models").first().boundingBox();
+    const height = models ? Math.ceil(models.y) : (await page.evaluate(() => document.body.scrollHeight));
+    await page.screenshot({ path: screenshotFile, fullPage: true, clip: { x: 0, y: 0, width: 1280, height } });
+    return `${screenshotFile}, 1280x${height}`;
   });
 
   if (live) {
