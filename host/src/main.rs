@@ -228,15 +228,19 @@ async fn wait_for_databases(rt: &runtime::Runtime, wait: Duration) -> Result<()>
                     tracing::info!(database = %label, variable = %name, "database reachable");
                     break;
                 }
-                Err(e) if tokio::time::Instant::now() + delay < deadline => {
-                    tracing::warn!(database = %label, error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
-                    tokio::time::sleep(delay).await;
+                Err(e) => {
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
+                        anyhow::bail!(
+                            "database {label} (from variable {name}) unreachable after {}s: {e:#}",
+                            wait.as_secs()
+                        );
+                    }
+                    let pause = delay.min(deadline - now);
+                    tracing::warn!(database = %label, error = %format!("{e:#}"), retry_in_ms = pause.as_millis() as u64, "database not reachable yet");
+                    tokio::time::sleep(pause).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => anyhow::bail!(
-                    "database {label} (from variable {name}) unreachable after {}s: {e:#}",
-                    wait.as_secs()
-                ),
             }
         }
     }

@@ -143,6 +143,22 @@ fn split_tls_options(address: &str) -> Result<(String, SslMode, Option<PathBuf>)
     }
 }
 
+/// An error and its causes on one line: pool and driver errors keep the
+/// useful part (refused, TLS certificate, authentication) in their sources.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Every pool in the process.
 pub struct Pools {
     settings: PoolSettings,
@@ -199,7 +215,10 @@ impl Pools {
     /// Checks out a connection and runs `SELECT 1`.
     pub async fn ping(&self, address: &str) -> Result<()> {
         let pool = self.pool(address)?;
-        let client = pool.get().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let client = pool
+            .get()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", error_chain(&e)))?;
         client.simple_query("SELECT 1").await?;
         Ok(())
     }
@@ -245,7 +264,7 @@ fn starts_transaction(statement: &str) -> bool {
     let head: String = statement
         .trim_start()
         .chars()
-        .take(16)
+        .take(17)
         .collect::<String>()
         .to_ascii_uppercase();
     head.starts_with("BEGIN") || head.starts_with("START TRANSACTION")
@@ -380,7 +399,8 @@ impl pg4::HostConnection for crate::runtime::HostState {
             Ok(client) => client,
             Err(e) => {
                 return Ok(Err(PgError::ConnectionFailed(format!(
-                    "cannot get a database connection: {e}"
+                    "cannot get a database connection: {}",
+                    error_chain(&e)
                 ))));
             }
         };

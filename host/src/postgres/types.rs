@@ -389,7 +389,10 @@ mod tests {
         let mut buf = BytesMut::new();
         interval.to_sql(&Type::INTERVAL, &mut buf).unwrap();
         let back = PgInterval::from_sql(&Type::INTERVAL, &buf).unwrap();
-        assert_eq!(back.0, interval.0);
+        assert_eq!(
+            (back.0.micros, back.0.days, back.0.months),
+            (interval.0.micros, interval.0.days, interval.0.months)
+        );
         assert!(PgInterval::from_sql(&Type::INTERVAL, &buf[..15]).is_err());
     }
 

@@ -1,0 +1,315 @@
+//! Test support: scratch PostgreSQL databases and `wasmhost` processes.
+//!
+//! PostgreSQL comes from `TEST_DATABASE_URL` (a superuser URL; default: the
+//! local server on 127.0.0.1:5432). Each test gets its own database, dropped
+//! afterwards, and its own host process, killed when the test ends even if
+//! it fails.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host crate lives in the workspace")
+        .to_path_buf()
+}
+
+/// The fixture component, built by `cargo build --release --target
+/// wasm32-wasip2 -p test-app` (the README's test command does this).
+pub fn fixture_wasm() -> PathBuf {
+    let path = workspace_root().join("target/wasm32-wasip2/release/test_app.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release --target wasm32-wasip2 -p test-app` first",
+        path.display()
+    );
+    path
+}
+
+pub fn fixture_manifest(extra_replacements: &[(&str, &str)]) -> String {
+    let dir = workspace_root().join("host/tests/fixtures/test-app");
+    let mut text = std::fs::read_to_string(dir.join("spin.toml")).expect("fixture manifest");
+    text = text
+        .replace("WASM_PATH", &fixture_wasm().display().to_string())
+        .replace("STATIC_DIR", &dir.join("static").display().to_string());
+    for (from, to) in extra_replacements {
+        text = text.replace(from, to);
+    }
+    text
+}
+
+async fn admin_client() -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("cannot reach PostgreSQL at TEST_DATABASE_URL={}", admin_url()))?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// A database that exists for one test.
+pub struct ScratchDb {
+    pub name: String,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl ScratchDb {
+    pub async fn create() -> Result<Self> {
+        let name = format!(
+            "wasmhost_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        admin_client()
+            .await?
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await?;
+        Ok(ScratchDb { name })
+    }
+
+    /// The superuser URL for this database, with the given sslmode.
+    pub fn url(&self, sslmode: &str) -> String {
+        let mut url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
+        url.set_path(&format!("/{}", self.name));
+        url.set_query(Some(&format!("sslmode={sslmode}")));
+        url.to_string()
+    }
+
+    pub fn host_port(&self) -> (String, u16) {
+        let url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
+        (
+            url.host_str().unwrap_or("127.0.0.1").to_string(),
+            url.port().unwrap_or(5432),
+        )
+    }
+
+    /// Terminates every server connection to this database.
+    pub async fn terminate_connections(&self) -> Result<u64> {
+        let client = admin_client().await?;
+        let rows = client
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&self.name],
+            )
+            .await?;
+        Ok(rows.len() as u64)
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside any async context the test may still hold.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let client = admin_client().await.ok()?;
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running `wasmhost serve`.
+pub struct Host {
+    child: Option<Child>,
+    pub base: String,
+    pub admin: String,
+    pub port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub struct HostConfig {
+    pub manifest: String,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+impl HostConfig {
+    pub fn new(manifest: String) -> Self {
+        HostConfig {
+            manifest,
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    workspace_root().join("target/wasmhost-test-cache")
+}
+
+/// Starts the host; `Ok` once `/readyz` answers 200, `Err` with the host's
+/// output if it exits first.
+pub async fn start(config: HostConfig) -> Result<Host> {
+    let dir = tempfile::tempdir()?;
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(&manifest, &config.manifest)?;
+    let port = free_port();
+    let admin_port = free_port();
+    let log = dir.path().join("host.log");
+    let log_file = std::fs::File::create(&log)?;
+    let child = Command::new(env!("CARGO_BIN_EXE_wasmhost"))
+        .arg("serve")
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{admin_port}"))
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .arg("--db-wait-secs")
+        .arg("5")
+        .args(&config.args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .envs(config.env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::from(log_file.try_clone()?))
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .context("spawning wasmhost")?;
+    let mut host = Host {
+        child: Some(child),
+        base: format!("http://127.0.0.1:{port}"),
+        admin: format!("http://127.0.0.1:{admin_port}"),
+        port,
+        log,
+        _dir: dir,
+    };
+    host.wait_ready(Duration::from_secs(60)).await?;
+    Ok(host)
+}
+
+impl Host {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("wasmhost exited with {status} before becoming ready:\n{}", self.log());
+            }
+            if let Ok(r) = client.get(format!("{}/readyz", self.admin)).send().await
+                && r.status() == 200
+            {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                bail!("wasmhost not ready after {limit:?}:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends a signal to the host process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal);
+    }
+
+    /// Waits for the process to exit, returning its exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Result<Option<i32>> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Ok(status.code());
+            }
+            if started.elapsed() > limit {
+                bail!("wasmhost still running after {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.admin)).await?.text().await?)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `wasmhost serve` expecting it to fail at start; returns its output.
+pub fn start_expecting_failure(config: HostConfig) -> Result<String> {
+    let dir = tempfile::tempdir()?;
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(&manifest, &config.manifest)?;
+    let output = Command::new(env!("CARGO_BIN_EXE_wasmhost"))
+        .arg("serve")
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .arg("--db-wait-secs")
+        .arg("2")
+        .args(&config.args)
+        .env_clear()
+        .envs(config.env.iter().map(|(k, v)| (k, v)))
+        .output()?;
+    if output.status.success() {
+        bail!("wasmhost started and exited successfully; expected a start-up failure");
+    }
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
