@@ -35,7 +35,10 @@ async fn routes_exact_parameter_and_wildcard_paths_and_404s_the_rest() {
     let db = ScratchDb::create().await.unwrap();
     let host = app(&db, |c| c).await;
 
-    assert_eq!(get(format!("{}/hello", host.base)).await, (200, "hello".into()));
+    assert_eq!(
+        get(format!("{}/hello", host.base)).await,
+        (200, "hello".into())
+    );
 
     let (status, body) = get(format!("{}/users/alice", host.base)).await;
     assert_eq!(status, 200);
@@ -43,7 +46,10 @@ async fn routes_exact_parameter_and_wildcard_paths_and_404s_the_rest() {
     assert_eq!(v["route"], "/users/:id");
     assert_eq!(v["param_id"], "alice");
     assert_eq!(v["x_param_id"], "alice");
-    assert_eq!(v["full_url"], format!("http://127.0.0.1:{}/users/alice", host.port));
+    assert_eq!(
+        v["full_url"],
+        format!("http://127.0.0.1:{}/users/alice", host.port)
+    );
     assert!(v["client_addr"].as_str().unwrap().starts_with("127.0.0.1:"));
 
     // The exact route wins over the parameter.
@@ -58,7 +64,11 @@ async fn routes_exact_parameter_and_wildcard_paths_and_404s_the_rest() {
     assert_eq!(v["raw_route"], "/files/...");
     assert_eq!(v["path_info"], "/a/b.txt");
 
-    let r = http().get(format!("{}/nowhere", host.base)).send().await.unwrap();
+    let r = http()
+        .get(format!("{}/nowhere", host.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.headers().contains_key("x-request-id"));
 }
@@ -74,7 +84,11 @@ async fn request_ids_are_passed_through_or_generated() {
         .await
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-123");
-    let r = http().get(format!("{}/hello", host.base)).send().await.unwrap();
+    let r = http()
+        .get(format!("{}/hello", host.base))
+        .send()
+        .await
+        .unwrap();
     let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
     assert!(host.log().contains("trace-123"), "request id is logged");
@@ -93,7 +107,10 @@ async fn variables_come_from_defaults_and_environment() {
     assert!(body.contains("Undefined"), "{body}");
     drop(host);
 
-    let host = app(&db, |c| c.env("SPIN_VARIABLE_GREETING", "from the environment")).await;
+    let host = app(&db, |c| {
+        c.env("SPIN_VARIABLE_GREETING", "from the environment")
+    })
+    .await;
     assert_eq!(
         get(format!("{}/vars/greeting", host.base)).await,
         (200, "from the environment".into())
@@ -109,9 +126,9 @@ async fn a_missing_required_variable_stops_start_up_and_is_named() {
 
 #[tokio::test]
 async fn an_invalid_manifest_or_component_is_reported_by_name() {
-    let output = start_expecting_failure(
-        HostConfig::new("spin_manifest_version = 1\n[application]\nname='x'\n".into()),
-    )
+    let output = start_expecting_failure(HostConfig::new(
+        "spin_manifest_version = 1\n[application]\nname='x'\n".into(),
+    ))
     .unwrap();
     assert!(output.contains("spin_manifest_version"), "{output}");
 
@@ -123,7 +140,10 @@ async fn an_invalid_manifest_or_component_is_reported_by_name() {
         HostConfig::new(broken).env("SPIN_VARIABLE_DB_URL", "postgres://x@127.0.0.1/x"),
     )
     .unwrap();
-    assert!(output.contains("/nonexistent/app.wasm") && output.contains("`app`"), "{output}");
+    assert!(
+        output.contains("/nonexistent/app.wasm") && output.contains("`app`"),
+        "{output}"
+    );
 }
 
 #[tokio::test]
@@ -137,8 +157,14 @@ async fn an_unreachable_database_at_start_is_retried_then_named() {
             .env("SPIN_VARIABLE_DB_PORT", &closed_port.to_string()),
     )
     .unwrap();
-    assert!(started.elapsed() >= Duration::from_millis(1500), "retried for the wait period");
-    assert!(output.contains(&format!("127.0.0.1:{closed_port}/x")), "{output}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "retried for the wait period"
+    );
+    assert!(
+        output.contains(&format!("127.0.0.1:{closed_port}/x")),
+        "{output}"
+    );
     assert!(output.contains("unreachable"), "{output}");
 }
 
@@ -154,22 +180,48 @@ async fn every_pg4_type_round_trips_including_nulls() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["type"].as_str().unwrap().trim_start_matches("DbDataType::"))
+        .map(|c| {
+            c["type"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("DbDataType::")
+        })
         .collect();
     assert_eq!(
         types,
         [
-            "Boolean", "Int16", "Int32", "Int64", "Floating32", "Floating64", "Str", "Str",
-            "Binary", "Date", "Time", "Datetime", "Datetime", "Uuid", "Jsonb", "Decimal",
-            "RangeInt32", "RangeInt64", "RangeDecimal", "ArrayInt32", "ArrayInt64",
-            "ArrayDecimal", "ArrayStr", "Interval", "Datetime"
+            "Boolean",
+            "Int16",
+            "Int32",
+            "Int64",
+            "Floating32",
+            "Floating64",
+            "Str",
+            "Str",
+            "Binary",
+            "Date",
+            "Time",
+            "Datetime",
+            "Datetime",
+            "Uuid",
+            "Jsonb",
+            "Decimal",
+            "RangeInt32",
+            "RangeInt64",
+            "RangeDecimal",
+            "ArrayInt32",
+            "ArrayInt64",
+            "ArrayDecimal",
+            "ArrayStr",
+            "Interval",
+            "Datetime"
         ]
     );
     let row: Vec<&str> = v["rows"][0]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c.as_str().unwrap())
+        .map(|c| c.as_str().unwrap().trim_start_matches("DbValue::"))
         .collect();
     let expected = [
         "Boolean(true)",
@@ -203,7 +255,7 @@ async fn every_pg4_type_round_trips_including_nulls() {
     }
     let nulls = v["rows"][1].as_array().unwrap();
     assert_eq!(nulls.len(), expected.len());
-    assert!(nulls.iter().all(|c| c == "DbNull"), "{nulls:?}");
+    assert!(nulls.iter().all(|c| c == "DbValue::DbNull"), "{nulls:?}");
 }
 
 #[tokio::test]
@@ -233,8 +285,14 @@ async fn a_postgres_address_outside_allowed_hosts_is_refused_without_connecting(
     let host = app(&db, |c| c.env("SPIN_VARIABLE_FORBIDDEN_DB_URL", &forbidden)).await;
     let (status, body) = get(format!("{}/pg/denied", host.base)).await;
     assert_eq!(status, 403, "{body}");
-    assert!(body.contains("not permitted") && body.contains("allowed_outbound_hosts"), "{body}");
-    assert!(!attempted.await.unwrap(), "the host must not open a connection");
+    assert!(
+        body.contains("not permitted") && body.contains("allowed_outbound_hosts"),
+        "{body}"
+    );
+    assert!(
+        !attempted.await.unwrap(),
+        "the host must not open a connection"
+    );
 }
 
 #[tokio::test]
@@ -260,7 +318,10 @@ async fn the_sandbox_exposes_only_mounted_files_and_no_host_environment() {
     assert_eq!(status, 403);
     let (status, body) = get(format!("{}/env", host.base)).await;
     assert_eq!(status, 200);
-    assert!(!body.contains("do-not-leak") && !body.contains("SPIN_VARIABLE"), "{body}");
+    assert!(
+        !body.contains("do-not-leak") && !body.contains("SPIN_VARIABLE"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -271,10 +332,19 @@ async fn an_endless_loop_ends_at_the_deadline_and_the_next_request_succeeds() {
     let (status, body) = get(format!("{}/loop", host.base)).await;
     let elapsed = started.elapsed();
     assert_eq!(status, 503, "{body}");
-    assert!(elapsed >= Duration::from_millis(900), "ended early: {elapsed:?}");
-    assert_eq!(get(format!("{}/hello", host.base)).await, (200, "hello".into()));
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "ended early: {elapsed:?}"
+    );
+    assert_eq!(
+        get(format!("{}/hello", host.base)).await,
+        (200, "hello".into())
+    );
     let metrics = host.metrics().await.unwrap();
-    assert!(metrics.contains("wasmhost_requests_rejected_total{reason=\"deadline\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("wasmhost_requests_rejected_total{reason=\"deadline\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -283,7 +353,10 @@ async fn a_guest_past_its_memory_cap_gets_a_500_and_the_process_lives_on() {
     let host = app(&db, |c| c.arg("--memory-limit-mb").arg("64")).await;
     let (status, _) = get(format!("{}/oom", host.base)).await;
     assert_eq!(status, 500);
-    assert_eq!(get(format!("{}/hello", host.base)).await, (200, "hello".into()));
+    assert_eq!(
+        get(format!("{}/hello", host.base)).await,
+        (200, "hello".into())
+    );
 }
 
 #[tokio::test]
@@ -324,7 +397,11 @@ async fn requests_past_the_concurrency_cap_get_503_with_retry_after() {
     let host = app(&db, |c| c.arg("--max-concurrency").arg("1")).await;
     let slow = tokio::spawn(get(format!("{}/sleep?ms=1500", host.base)));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = http().get(format!("{}/hello", host.base)).send().await.unwrap();
+    let r = http()
+        .get(format!("{}/hello", host.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
     assert_eq!(slow.await.unwrap().0, 200);
@@ -344,9 +421,15 @@ async fn sigterm_lets_a_slow_request_finish_and_refuses_new_connections() {
         .timeout(Duration::from_secs(2))
         .send()
         .await;
-    assert!(refused.is_err(), "new connections are refused during shutdown");
+    assert!(
+        refused.is_err(),
+        "new connections are refused during shutdown"
+    );
     assert_eq!(slow.await.unwrap(), (200, "slept 2000ms".into()));
-    assert_eq!(host.wait_exit(Duration::from_secs(10)).await.unwrap(), Some(0));
+    assert_eq!(
+        host.wait_exit(Duration::from_secs(10)).await.unwrap(),
+        Some(0)
+    );
 }
 
 #[tokio::test]
@@ -366,10 +449,16 @@ async fn killed_database_connections_cost_only_requests_in_flight() {
     assert!(killed >= 1, "some connections were open");
     let (status, body) = in_flight.await.unwrap();
     assert_eq!(status, 503, "the in-flight query fails: {body}");
-    assert!(body.contains("57P01") || body.contains("connection"), "{body}");
+    assert!(
+        body.contains("57P01") || body.contains("connection"),
+        "{body}"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     for _ in 0..20 {
-        assert_eq!(get(format!("{}/pg/one", host.base)).await, (200, "42".into()));
+        assert_eq!(
+            get(format!("{}/pg/one", host.base)).await,
+            (200, "42".into())
+        );
     }
 }
 
@@ -392,7 +481,10 @@ async fn metrics_and_readiness_report_the_host_state() {
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
-    assert!(!metrics.contains(&db.url("disable")), "no connection strings in metrics");
+    assert!(
+        !metrics.contains(&db.url("disable")),
+        "no connection strings in metrics"
+    );
     assert_eq!(get(format!("{}/healthz", host.admin)).await.0, 200);
     assert_eq!(get(format!("{}/readyz", host.admin)).await.0, 200);
 }
@@ -413,7 +505,10 @@ async fn tls_follows_sslmode() {
         return;
     }
     let host = app(&db, |c| c.env("SPIN_VARIABLE_DB_URL", &db.url("require"))).await;
-    assert_eq!(get(format!("{}/pg/one", host.base)).await, (200, "42".into()));
+    assert_eq!(
+        get(format!("{}/pg/one", host.base)).await,
+        (200, "42".into())
+    );
     drop(host);
     // The server's certificate is self-signed: verification must refuse it.
     let output = start_expecting_failure(

@@ -9,6 +9,9 @@
 //! when they are returned or reused and replaced, so a database restart heals
 //! without intervention.
 
+// The error type is `spin:postgres`'s, generated from its WIT.
+#![allow(clippy::result_large_err)]
+
 pub mod tls;
 pub mod types;
 

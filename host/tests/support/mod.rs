@@ -54,7 +54,12 @@ pub fn fixture_manifest(extra_replacements: &[(&str, &str)]) -> String {
 async fn admin_client() -> Result<tokio_postgres::Client> {
     let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
         .await
-        .with_context(|| format!("cannot reach PostgreSQL at TEST_DATABASE_URL={}", admin_url()))?;
+        .with_context(|| {
+            format!(
+                "cannot reach PostgreSQL at TEST_DATABASE_URL={}",
+                admin_url()
+            )
+        })?;
     tokio::spawn(conn);
     Ok(client)
 }
@@ -234,8 +239,15 @@ impl Host {
         let started = Instant::now();
         let client = reqwest::Client::new();
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("wasmhost exited with {status} before becoming ready:\n{}", self.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "wasmhost exited with {status} before becoming ready:\n{}",
+                    self.log()
+                );
             }
             if let Ok(r) = client.get(format!("{}/readyz", self.admin)).send().await
                 && r.status() == 200
@@ -258,7 +270,11 @@ impl Host {
     pub async fn wait_exit(&mut self, limit: Duration) -> Result<Option<i32>> {
         let started = Instant::now();
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 return Ok(status.code());
             }
@@ -270,7 +286,10 @@ impl Host {
     }
 
     pub async fn metrics(&self) -> Result<String> {
-        Ok(reqwest::get(format!("{}/metrics", self.admin)).await?.text().await?)
+        Ok(reqwest::get(format!("{}/metrics", self.admin))
+            .await?
+            .text()
+            .await?)
     }
 }
 
