@@ -212,18 +212,25 @@ impl Stack {
         self.nginx.url()
     }
 
-    /// Takes replica `index` (0-based) out of nginx's rotation, restarts it
-    /// with SIGTERM and puts it back once it is ready: a rolling restart step.
-    pub async fn rolling_restart(&mut self, index: usize, drain: Duration) -> Result<()> {
+    /// One rolling-restart step for replica `index` (0-based): SIGTERM, wait
+    /// for the exit, start, wait until ready. With `drain`, the replica is
+    /// first taken out of nginx's rotation (config reload) for that long and
+    /// put back afterwards, as an orchestrator removes an endpoint first.
+    pub async fn rolling_restart(&mut self, index: usize, drain: Option<Duration>) -> Result<()> {
         let port = self.replicas[index].spec.api_port;
-        self.nginx.set_down(port, true).await?;
-        // Old nginx workers finish their requests to it and close their idle
-        // keep-alive connections before the replica starts refusing.
-        tokio::time::sleep(drain).await;
+        if let Some(drain) = drain {
+            self.nginx.set_down(port, true).await?;
+            // Old nginx workers finish their requests to it and close their
+            // idle keep-alive connections before the replica starts refusing.
+            tokio::time::sleep(drain).await;
+        }
         self.replicas[index]
             .restart(Duration::from_secs(60))
             .await?;
-        self.nginx.set_down(port, false).await
+        if drain.is_some() {
+            self.nginx.set_down(port, false).await?;
+        }
+        Ok(())
     }
 
     /// Stops everything gracefully: nginx first (no new requests), then the
