@@ -57,7 +57,7 @@ pub fn article_json(include_body: bool) -> String {
     format!(
         "json_build_object(\
             'slug', a.slug, 'title', a.title, 'description', a.description, {body}\
-            'tagList', COALESCE((SELECT json_agg(t.name ORDER BY at.position) \
+            'tagList', COALESCE((SELECT json_agg(t.name ORDER BY t.name) \
                                  FROM article_tags at JOIN tags t ON t.id = at.tag_id \
                                  WHERE at.article_id = a.id), '[]'::json), \
             'createdAt', {created}, 'updatedAt', {updated}, \

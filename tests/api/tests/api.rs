@@ -524,8 +524,8 @@ async fn check_articles_crud_and_ownership(api: &Api) {
     assert_eq!(article["body"], "the body");
     assert_eq!(
         article["tagList"],
-        json!(["training", "dragons", "zoo"]),
-        "tags keep their order"
+        json!(["dragons", "training", "zoo"]),
+        "tags are listed alphabetically, as the RealWorld suite expects"
     );
     assert_eq!(article["favorited"], false);
     assert_eq!(article["favoritesCount"], 0);
@@ -654,7 +654,7 @@ async fn check_articles_crud_and_ownership(api: &Api) {
     );
     assert_eq!(
         reply.body["article"]["tagList"],
-        json!(["training", "dragons", "zoo"])
+        json!(["dragons", "training", "zoo"])
     );
     let reply = api
         .put(
@@ -1080,7 +1080,7 @@ async fn check_tags_are_distinct(api: &Api) {
     assert_eq!(
         reply.body["articles"][0]["tagList"],
         json!(["alpha-tag", "beta-tag"]),
-        "duplicates dropped, order kept"
+        "duplicates dropped"
     );
 }
 

@@ -1,0 +1,86 @@
+# Shared by scripts/stack and scripts/test: installing what a fresh Debian
+# machine with Rust lacks, and building the components and the host exactly
+# as the Dockerfile does.
+# shellcheck shell=bash
+
+say() { echo "${SCRIPT_NAME:-scripts}: $*" >&2; }
+
+# Runs a command as root: directly, or through passwordless sudo.
+as_root() {
+    if [ "$(id -u)" = 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo "$@"
+    else
+        return 1
+    fi
+}
+
+# install_packages PKG...: apt-get install what is given, or print the
+# command to run and fail.
+install_packages() {
+    [ "$#" -gt 0 ] || return 0
+    say "installing $*"
+    if ! { as_root apt-get update -qq &&
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }; then
+        say "cannot install packages without root; run this, then try again:"
+        echo "  sudo apt-get update && sudo apt-get install -y $*" >&2
+        return 1
+    fi
+}
+
+# The Debian packages the local stack and the tests need but are missing.
+missing_packages() {
+    local missing=()
+    if [ ! -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
+        # Debian 12 ships the small build as nginx-light; later releases only `nginx`.
+        if apt-cache show nginx-light >/dev/null 2>&1; then
+            missing+=(nginx-light)
+        else
+            missing+=(nginx)
+        fi
+    fi
+    if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+        missing+=(postgresql)
+    fi
+    if ! command -v psql >/dev/null 2>&1; then
+        missing+=(postgresql-client)
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        missing+=(nodejs npm)
+    fi
+    echo "${missing[@]}"
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        say "cargo is missing; install Rust (https://rustup.rs), then try again"
+        return 1
+    fi
+    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+        say "adding the wasm32-wasip2 target"
+        if ! rustup target add wasm32-wasip2; then
+            say "cannot add the target; run: rustup target add wasm32-wasip2"
+            return 1
+        fi
+    fi
+}
+
+# Swagger UI's files, pinned by components/docs/package-lock.json, are
+# embedded into the docs component at build time.
+ensure_docs_assets() {
+    local lock=components/docs/package-lock.json
+    local stamp=components/docs/node_modules/.package-lock.json
+    if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
+        say "installing the Swagger UI assets (npm ci)"
+        npm ci --prefix components/docs --no-audit --no-fund >/dev/null
+    fi
+}
+
+# The same build commands as docker/Dockerfile and spin.toml.
+build_all() {
+    say "building the components"
+    cargo build --release --target wasm32-wasip2 -p conduit -p docs
+    say "building the host"
+    cargo build --release -p host -p devstack
+}
