@@ -1,0 +1,1007 @@
+#!/usr/bin/env python3
+"""The benchmark driver behind `bench/run` (see bench/README.md).
+
+One run, one report:
+
+1. Host benchmark: the test fixture's `/hello` through wasmhost against a
+   native hyper server (`bench native-hello`), and its `/pg/one` with the
+   prepared-statement cache on and off.
+2. Conduit benchmark: the local stack (`bench stack`: a private PostgreSQL,
+   three wasmhost replicas, nginx with the project's config), seeded through
+   the public API, then every scenario at every concurrency level through
+   nginx and against one replica directly, with wrk driving the load; pgbench
+   running the list endpoint's SQL and the hello component as baselines.
+3. Optional profiles (perf, software clock) of one replica under the list and
+   login scenarios.
+
+Results go to bench/results/<name>.md, .json and .svg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+LUA = BENCH / "wrk" / "scenario.lua"
+PGBENCH_SQL = BENCH / "pgbench" / "article_list.sql"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# Read-only scenarios first, so the data they read is the seeded set; the
+# writes come after them at every level, and what they add is deleted again.
+SCENARIOS = [
+    "list_anon",
+    "list_auth",
+    "article",
+    "feed",
+    "tags",
+    "create_article",
+    "favorite",
+    "comment",
+    "login",
+]
+
+
+def log(message: str) -> None:
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    print(f"[bench {stamp}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of one process, in clock ticks (0 if it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def process_tree(root_pid: int) -> list[int]:
+    """root_pid and its descendants (postmaster + backends, nginx + workers)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    tree, queue = [], [root_pid]
+    while queue:
+        pid = queue.pop()
+        tree.append(pid)
+        queue.extend(parents.get(pid, []))
+    return tree
+
+
+def tree_ticks(root_pid: int | None) -> int:
+    if root_pid is None:
+        return 0
+    return sum(cpu_ticks(pid) for pid in process_tree(root_pid))
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    values = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("VmHWM", "VmRSS"):
+                values[name] = int(rest.split()[0])
+    except OSError:
+        pass
+    return values
+
+
+def load_average() -> str:
+    return Path("/proc/loadavg").read_text().split(" ")[:3].__str__()
+
+
+def machine_state() -> dict:
+    one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
+    return {"nproc": os.cpu_count(), "load": [float(one), float(five), float(fifteen)]}
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    parsed = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    try:
+        conn.request("GET", parsed.path or "/")
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def wait_ready(url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if http_get(url)[0] == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} not ready after {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+def metric_sum(text: str, name: str, label: str | None = None) -> float:
+    """Sum of every sample of `name` (optionally only those with `label`)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        rest = line[len(name) :]
+        if rest[:1] not in ("{", " "):
+            continue
+        if label is not None and label not in rest:
+            continue
+        total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+class Replica:
+    def __init__(self, name: str, api_url: str, admin_url: str, pid: int):
+        self.name, self.api_url, self.admin_url, self.pid = name, api_url, admin_url, pid
+
+    def counters(self) -> dict[str, float]:
+        _, text = http_get(self.admin_url + "/metrics")
+        return {
+            "requests": metric_sum(text, "wasmhost_requests_total"),
+            "rejected": metric_sum(text, "wasmhost_requests_rejected_total"),
+            "statements": metric_sum(text, "wasmhost_pg_statements_total"),
+            "cache_hit": metric_sum(text, "wasmhost_pg_statement_cache_total", 'result="hit"'),
+            "cache_miss": metric_sum(text, "wasmhost_pg_statement_cache_total", 'result="miss"'),
+            "cpu_ticks": cpu_ticks(self.pid),
+        }
+
+
+class Sample:
+    """Counters of a set of replicas (and their database and proxy) at one moment."""
+
+    def __init__(self, replicas: list[Replica], postgres_pid: int | None, nginx_pid: int | None):
+        self.per_replica = {r.name: r.counters() for r in replicas}
+        self.postgres_ticks = tree_ticks(postgres_pid)
+        self.nginx_ticks = tree_ticks(nginx_pid)
+        self.time = time.monotonic()
+
+
+def sample_delta(before: Sample, after: Sample, replicas: list[Replica]) -> dict:
+    def total(key: str) -> float:
+        return sum(after.per_replica[n][key] - before.per_replica[n][key] for n in after.per_replica)
+
+    requests = total("requests")
+    per_request = (lambda value: value / requests) if requests else (lambda value: None)
+    tick_ms = 1000.0 / CLOCK_TICKS
+    return {
+        "host_requests": requests,
+        "host_rejected": total("rejected"),
+        "sql_per_request": per_request(total("statements")),
+        "statement_cache_hits": total("cache_hit"),
+        "statement_cache_misses": total("cache_miss"),
+        "replica_cpu_ms_per_request": per_request(total("cpu_ticks") * tick_ms),
+        "postgres_cpu_ms_per_request": per_request(
+            (after.postgres_ticks - before.postgres_ticks) * tick_ms
+        ),
+        "nginx_cpu_ms_per_request": per_request((after.nginx_ticks - before.nginx_ticks) * tick_ms),
+        "replica_requests": {
+            n: after.per_replica[n]["requests"] - before.per_replica[n]["requests"]
+            for n in after.per_replica
+        },
+        "replica_peak_rss_mib": {r.name: round(memory_kib(r.pid).get("VmHWM", 0) / 1024, 1) for r in replicas},
+        "replica_rss_mib": {r.name: round(memory_kib(r.pid).get("VmRSS", 0) / 1024, 1) for r in replicas},
+    }
+
+
+# ---------------------------------------------------------------- load tools
+
+
+def run_wrk(url: str, scenario: str, connections: int, duration: int, data_dir: Path, path: str = "") -> dict:
+    threads = 1 if connections == 1 else 2
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+        out_path = Path(handle.name)
+    env = dict(os.environ, SCENARIO=scenario, BENCH_DATA=str(data_dir), BENCH_OUT=str(out_path))
+    if path:
+        env["BENCH_PATH"] = path
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(LUA),
+        url,
+    ]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=duration + 90)
+    if completed.returncode != 0 or not out_path.exists() or out_path.stat().st_size == 0:
+        raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip()}")
+    result = json.loads(out_path.read_text())
+    out_path.unlink()
+    seconds = result["duration_us"] / 1e6
+    errors = result["errors"]
+    statuses = result["statuses"]
+    socket_errors = errors["connect"] + errors["read"] + errors["write"] + errors["timeout"]
+    return {
+        "tool": "wrk",
+        "connections": connections,
+        "threads": threads,
+        "seconds": round(seconds, 2),
+        "requests": result["requests"],
+        "rps": round(result["requests"] / seconds, 1) if seconds else 0.0,
+        "ok": statuses["2xx"],
+        "rate_limited_429": statuses["429"],
+        "overloaded_503": statuses["503"],
+        "errors": socket_errors + statuses["other"] + statuses["503"],
+        "error_detail": {**errors, "other_status": statuses["other"]},
+        "latency_ms": {k: round(v / 1000, 2) for k, v in result["latency_us"].items()},
+    }
+
+
+def pgbench_program() -> str:
+    found = shutil.which("pgbench")
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))
+    if not candidates:
+        raise RuntimeError("pgbench not found (install postgresql-contrib or the server package)")
+    return str(candidates[-1])
+
+
+def run_pgbench(database_url: str, clients: int, duration: int) -> dict:
+    """The list query's SQL at `clients` connections, prepared like the host does."""
+    with tempfile.TemporaryDirectory() as log_dir:
+        command = [
+            pgbench_program(),
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-T",
+            str(duration),
+            "-f",
+            str(PGBENCH_SQL),
+            "-l",
+            "--log-prefix",
+            f"{log_dir}/pgbench",
+            database_url,
+        ]
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, cwd=log_dir)
+        if completed.returncode != 0:
+            raise RuntimeError(f"pgbench failed: {completed.stderr.strip()}")
+        tps = float(re.search(r"tps = ([0-9.]+)", completed.stdout).group(1))
+        failed = re.search(r"number of failed transactions: (\d+)", completed.stdout)
+        latencies = []
+        for log_file in Path(log_dir).glob("pgbench*"):
+            for line in log_file.read_text().splitlines():
+                fields = line.split()
+                if len(fields) >= 3:
+                    latencies.append(int(fields[2]))
+    latencies.sort()
+
+    def percentile(p: float) -> float:
+        if not latencies:
+            return 0.0
+        return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] / 1000, 2)
+
+    return {
+        "tool": "pgbench",
+        "connections": clients,
+        "seconds": duration,
+        "requests": len(latencies),
+        "rps": round(tps, 1),
+        "errors": int(failed.group(1)) if failed else 0,
+        "latency_ms": {
+            "p50": percentile(50),
+            "p90": percentile(90),
+            "p99": percentile(99),
+            "max": round(latencies[-1] / 1000, 2) if latencies else 0.0,
+        },
+    }
+
+
+def psql(database_url: str, sql: str) -> str:
+    completed = subprocess.run(
+        ["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", sql, database_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"psql failed: {completed.stderr.strip()}")
+    return completed.stdout.strip()
+
+
+# ---------------------------------------------------------------- seeding
+
+
+def database_deadlocks(database_url: str) -> int:
+    return int(psql(database_url, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"))
+
+
+class ApiClient:
+    """Keep-alive JSON client, one connection per thread."""
+
+    def __init__(self, base_url: str):
+        parsed = urllib.parse.urlsplit(base_url)
+        self.host, self.port = parsed.hostname, parsed.port
+        self.local = threading.local()
+
+    def call(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        payload = json.dumps(body) if body is not None else None
+        for attempt in range(3):
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = self.local.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            try:
+                conn.request(method, path, body=payload, headers=headers)
+                response = conn.getresponse()
+                text = response.read()
+                return response.status, (json.loads(text) if text else {})
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+        raise RuntimeError("unreachable")
+
+
+WORDS = (
+    "wasm component host tokio postgres query latency replica nginx pool cache statement "
+    "runtime instance memory throughput request response article author tag follow favorite "
+    "comment feed profile token argon2 hash index plan schema migration deploy cluster"
+).split()
+
+
+def seed(api_url: str, database_url: str, data_dir: Path, users: int, articles: int, rng: random.Random) -> dict:
+    """Creates the data set through the public API; writes the files wrk reads."""
+    client = ApiClient(api_url)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)
+    started = time.monotonic()
+
+    def expect(status: int, body: dict, allowed: tuple[int, ...], what: str) -> dict:
+        if status not in allowed:
+            raise RuntimeError(f"seeding {what}: HTTP {status} {body}")
+        return body
+
+    run_tag = f"{int(time.time()) % 100000}"
+    accounts = [
+        {
+            "username": f"user{run_tag}x{i}",
+            "email": f"user{run_tag}x{i}@bench.example",
+            "password": f"password-{i}-{rng.randrange(10**6)}",
+        }
+        for i in range(users)
+    ]
+
+    def register(account: dict) -> str:
+        status, body = client.call("POST", "/api/users", {"user": account})
+        return expect(status, body, (200, 201), "user")["user"]["token"]
+
+    tokens = list(pool.map(register, accounts))
+    log(f"seeded {users} users")
+
+    follow_pairs = set()
+    for follower in range(users):
+        for followee in rng.sample(range(users), 8):
+            if followee != follower:
+                follow_pairs.add((follower, followee))
+
+    def follow(pair: tuple[int, int]) -> None:
+        follower, followee = pair
+        status, body = client.call(
+            "POST", f"/api/profiles/{accounts[followee]['username']}/follow", token=tokens[follower]
+        )
+        expect(status, body, (200,), "follow")
+
+    list(pool.map(follow, sorted(follow_pairs)))
+    log(f"seeded {len(follow_pairs)} follows")
+
+    tag_names = [f"{word}" for word in rng.sample(WORDS, 30)]
+
+    def sentence(words: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(words)).capitalize()
+
+    article_specs = []
+    for i in range(articles):
+        article_specs.append(
+            (
+                i % users,
+                {
+                    "title": f"{sentence(5)} {i}",
+                    "description": sentence(12),
+                    "body": "\n\n".join(sentence(rng.randint(40, 90)) + "." for _ in range(rng.randint(2, 6))),
+                    "tagList": rng.sample(tag_names, rng.randint(1, 4)),
+                },
+            )
+        )
+
+    retried = []
+
+    def create(spec: tuple[int, dict]) -> str:
+        author, article = spec
+        # Concurrent creates with overlapping tags in different orders can
+        # deadlock in the tag upsert (a 500); a client would retry, and the
+        # report counts how often that happened.
+        for _ in range(5):
+            status, body = client.call("POST", "/api/articles", {"article": article}, token=tokens[author])
+            if status != 500:
+                break
+            retried.append(article["title"])
+        return expect(status, body, (200, 201), "article")["article"]["slug"]
+
+    deadlocks_before = database_deadlocks(database_url)
+    slugs = list(pool.map(create, article_specs))
+    create_deadlocks = database_deadlocks(database_url) - deadlocks_before
+    log(f"seeded {len(slugs)} articles ({len(retried)} creates answered 500 and were retried; "
+        f"{create_deadlocks} deadlocks in pg_stat_database meanwhile)")
+
+    favorite_pairs = {(rng.randrange(users), rng.randrange(len(slugs))) for _ in range(articles * 3)}
+
+    def favorite(pair: tuple[int, int]) -> None:
+        user, article = pair
+        status, body = client.call("POST", f"/api/articles/{slugs[article]}/favorite", token=tokens[user])
+        expect(status, body, (200,), "favorite")
+
+    list(pool.map(favorite, sorted(favorite_pairs)))
+    log(f"seeded {len(favorite_pairs)} favorites")
+
+    comment_specs = [(rng.randrange(users), rng.randrange(len(slugs)), sentence(rng.randint(8, 30))) for _ in range(articles * 2)]
+
+    def comment(spec: tuple[int, int, str]) -> None:
+        user, article, text = spec
+        status, body = client.call(
+            "POST", f"/api/articles/{slugs[article]}/comments", {"comment": {"body": text}}, token=tokens[user]
+        )
+        expect(status, body, (200, 201), "comment")
+
+    list(pool.map(comment, comment_specs))
+    log(f"seeded {len(comment_specs)} comments")
+    pool.shutdown()
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "tokens.txt").write_text("\n".join(tokens) + "\n")
+    (data_dir / "slugs.txt").write_text("\n".join(slugs) + "\n")
+    (data_dir / "logins.txt").write_text("\n".join(f"{a['email']}\t{a['password']}" for a in accounts) + "\n")
+    return {
+        "users": users,
+        "follows": len(follow_pairs),
+        "articles": len(slugs),
+        "tags": len(tag_names),
+        "favorites": len(favorite_pairs),
+        "comments": len(comment_specs),
+        "article_creates_retried_after_500": len(retried),
+        "deadlocks_during_article_creates": create_deadlocks,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+# ---------------------------------------------------------------- parts of the run
+
+
+class Processes:
+    """Everything this driver started, stopped in reverse order on exit."""
+
+    def __init__(self):
+        self.children: list[subprocess.Popen] = []
+
+    def start(self, command: list[str], **kwargs) -> subprocess.Popen:
+        child = subprocess.Popen(command, start_new_session=True, **kwargs)
+        self.children.append(child)
+        return child
+
+    def stop(self, child: subprocess.Popen, timeout: float = 60.0) -> None:
+        if child.poll() is None:
+            if child.stdin:
+                child.stdin.close()
+            try:
+                os.killpg(child.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+        if child in self.children:
+            self.children.remove(child)
+
+    def stop_all(self) -> None:
+        for child in reversed(list(self.children)):
+            self.stop(child)
+
+
+def test_app_manifest(work_dir: Path) -> Path:
+    template = (ROOT / "host/tests/fixtures/test-app/spin.toml").read_text()
+    wasm = ROOT / "target/wasm32-wasip2/release/test_app.wasm"
+    static = ROOT / "host/tests/fixtures/test-app/static"
+    manifest = work_dir / "test-app.toml"
+    manifest.write_text(template.replace("WASM_PATH", str(wasm)).replace("STATIC_DIR", str(static)))
+    return manifest
+
+
+def start_test_app(procs: Processes, args, manifest: Path, database_url: str, statement_cache: bool, cache_dir: Path):
+    api_port, admin_port = free_port(), free_port()
+    parsed = urllib.parse.urlsplit(database_url)
+    env = dict(
+        os.environ,
+        SPIN_VARIABLE_DB_URL=database_url,
+        SPIN_VARIABLE_DB_HOST=parsed.hostname or "127.0.0.1",
+        SPIN_VARIABLE_DB_PORT=str(parsed.port or 5432),
+        RUST_LOG="warn",
+    )
+    child = procs.start(
+        [
+            str(args.wasmhost),
+            "serve",
+            "--manifest",
+            str(manifest),
+            "--listen",
+            f"127.0.0.1:{api_port}",
+            "--admin-listen",
+            f"127.0.0.1:{admin_port}",
+            "--pg-statement-cache",
+            "true" if statement_cache else "false",
+            "--cache-dir",
+            str(cache_dir),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ready(f"http://127.0.0.1:{admin_port}/readyz")
+    replica = Replica("test-app", f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{admin_port}", child.pid)
+    return child, replica
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def measured(replicas, postgres_pid, nginx_pid, action) -> dict:
+    before = Sample(replicas, postgres_pid, nginx_pid)
+    result = action()
+    after = Sample(replicas, postgres_pid, nginx_pid)
+    result.update(sample_delta(before, after, replicas))
+    return result
+
+
+def host_benchmark(procs, args, work_dir, database_url, postgres_pid, data_dir) -> dict:
+    """Issue 2's figures: hello vs native hyper, /pg/one with the cache on and off."""
+    manifest = test_app_manifest(work_dir)
+    cache_dir = work_dir / "test-app-cache"
+    c, d = args.host_connections, args.host_duration
+    results: dict = {"connections": c, "seconds": d}
+
+    native_port = free_port()
+    native = procs.start(
+        [str(args.bench_bin), "native-hello", "--listen", f"127.0.0.1:{native_port}"],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_ready(f"http://127.0.0.1:{native_port}/")
+    native_url = f"http://127.0.0.1:{native_port}"
+    run_wrk(native_url, "hello", c, 2, data_dir)  # warm-up
+    results["native_hello"] = run_wrk(native_url, "hello", c, d, data_dir)
+    results["native_hello"]["server_cpu_ms_per_request"] = None
+    log(f"native hello: {results['native_hello']['rps']} req/s")
+
+    child, replica = start_test_app(procs, args, manifest, database_url, True, cache_dir)
+    run_wrk(replica.api_url, "hello", c, 2, data_dir, "/hello")
+    results["wasmhost_hello"] = measured(
+        [replica], None, None, lambda: run_wrk(replica.api_url, "hello", c, d, data_dir, "/hello")
+    )
+    log(f"wasmhost hello: {results['wasmhost_hello']['rps']} req/s")
+    run_wrk(replica.api_url, "hello", c, 2, data_dir, "/pg/one")
+    results["pg_one_cache_on"] = measured(
+        [replica], postgres_pid, None, lambda: run_wrk(replica.api_url, "hello", c, d, data_dir, "/pg/one")
+    )
+    log(f"/pg/one cache on: {results['pg_one_cache_on']['rps']} req/s")
+
+    # The hello baseline at every level of the Conduit runs: the runtime's cost
+    # without any database work.
+    results["hello_levels"] = []
+    for level in args.levels:
+        results["hello_levels"].append(
+            measured([replica], None, None, lambda: run_wrk(replica.api_url, "hello", level, args.duration, data_dir, "/hello"))
+        )
+        log(f"hello c={level}: {results['hello_levels'][-1]['rps']} req/s")
+    procs.stop(child)
+
+    child, replica = start_test_app(procs, args, manifest, database_url, False, cache_dir)
+    run_wrk(replica.api_url, "hello", c, 2, data_dir, "/pg/one")
+    results["pg_one_cache_off"] = measured(
+        [replica], postgres_pid, None, lambda: run_wrk(replica.api_url, "hello", c, d, data_dir, "/pg/one")
+    )
+    log(f"/pg/one cache off: {results['pg_one_cache_off']['rps']} req/s")
+    procs.stop(child)
+    procs.stop(native)
+
+    results["hello_vs_native"] = round(results["wasmhost_hello"]["rps"] / results["native_hello"]["rps"], 2)
+    results["cache_on_vs_off"] = round(results["pg_one_cache_on"]["rps"] / results["pg_one_cache_off"]["rps"], 2)
+    return results
+
+
+def profile(args, replica: Replica, url: str, scenario: str, data_dir: Path, out: Path) -> str | None:
+    """perf (software clock, the VM has no hardware counters) on one replica under load."""
+    if shutil.which("perf") is None:
+        return None
+    perf_data = out.with_suffix(".data")
+    recorder = subprocess.Popen(
+        ["perf", "record", "-e", "cpu-clock", "-F", "499", "-g", "-p", str(replica.pid), "-o", str(perf_data)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(0.5)
+    run_wrk(url, scenario, 8, args.profile_seconds, data_dir)
+    recorder.send_signal(signal.SIGINT)
+    recorder.wait(60)
+    sections = []
+    for title, sort in (("by shared object", "dso"), ("by symbol", "dso,sym")):
+        report = subprocess.run(
+            ["perf", "report", "-i", str(perf_data), "--stdio", "--no-children", "--sort", sort, "-g", "none", "--percent-limit", "0.7"],
+            capture_output=True,
+            text=True,
+        )
+        lines = [line for line in report.stdout.splitlines() if line.strip() and not line.startswith("#")]
+        sections.append(f"## {title}\n\n" + "\n".join(lines[:45]))
+    perf_data.unlink(missing_ok=True)
+    text = f"# perf profile: one replica, scenario {scenario}, 8 connections, {args.profile_seconds}s\n\n" + "\n\n".join(sections) + "\n"
+    out.write_text(text)
+    return out.name
+
+
+# ---------------------------------------------------------------- report
+
+
+def fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# Benchmark {report['name']}", ""]
+    machine = report["machine"]
+    lines += [
+        f"- Command: `{report['command']}`",
+        f"- Commit: `{report['commit']}`; date {report['started']}",
+        f"- Machine: {machine['nproc']} cores (`nproc`), {machine['cpu']}; load average at start "
+        f"{machine['load_start']}, at end {machine['load_end']}. **Shared machine**: other engineers were "
+        "compiling and testing on it during the run, and wrk, nginx, PostgreSQL and the replicas all share "
+        "the same cores, so absolute figures are low and noisy; ratios taken in the same run are the "
+        "meaningful part.",
+        f"- Load tool: wrk ({report['wrk_version']}), {report['duration']}s per run, `--timeout 30s`, "
+        "2 threads (1 at one connection); pgbench with `-M prepared`.",
+        f"- Replicas: {report['stack']['replicas']} wasmhost replicas, "
+        f"`WASMHOST_MAX_CONCURRENCY={report['stack']['max_concurrency']}` (503 beyond that per replica), "
+        f"`WASMHOST_PG_POOL_SIZE={report['stack']['pg_pool_size']}`, nginx `least_conn` with the project's "
+        "config (login/register limited to 5 r/s per client address, burst 10: 429 beyond).",
+        f"- Data set (seeded through the API in {report['seed']['seconds']}s): {report['seed']['users']} users, "
+        f"{report['seed']['articles']} articles, {report['seed']['tags']} tags, {report['seed']['follows']} follows, "
+        f"{report['seed']['favorites']} favorites, {report['seed']['comments']} comments.",
+        "",
+    ]
+    host = report.get("host")
+    if host:
+        lines += [
+            f"## Host benchmark ({host['connections']} connections, {host['seconds']}s each)",
+            "",
+            "| server | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | SQL/req | cache hits/misses | server CPU ms/req |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for key, label in (
+            ("native_hello", "native hyper `hello`"),
+            ("wasmhost_hello", "wasmhost `/hello`"),
+            ("pg_one_cache_on", "wasmhost `/pg/one`, statement cache on"),
+            ("pg_one_cache_off", "wasmhost `/pg/one`, statement cache off"),
+        ):
+            r = host[key]
+            lat = r["latency_ms"]
+            cache = f"{r['statement_cache_hits']:.0f}/{r['statement_cache_misses']:.0f}" if "statement_cache_hits" in r else "-"
+            lines.append(
+                f"| {label} | {fmt(r['rps'])} | {fmt(lat['p50'], 2)} | {fmt(lat['p90'], 2)} | {fmt(lat['p99'], 2)} "
+                f"| {fmt(lat['max'], 2)} | {r['errors']} | {fmt(r.get('sql_per_request'), 2)} | {cache} "
+                f"| {fmt(r.get('replica_cpu_ms_per_request'), 3)} |"
+            )
+        hello_ok = "meets" if host["hello_vs_native"] >= 0.5 else "misses"
+        cache_ok = "meets" if host["cache_on_vs_off"] >= 1.3 else "misses"
+        lines += [
+            "",
+            f"- hello through wasmhost / native hyper: **{host['hello_vs_native']}x** (target ≥ 0.5x: {hello_ok})",
+            f"- `/pg/one` statement cache on / off: **{host['cache_on_vs_off']}x** (target ≥ 1.3x: {cache_ok})",
+            "",
+        ]
+
+    levels = report["levels"]
+    lines += ["## Conduit scenarios", ""]
+    for target in report["targets"]:
+        lines += [f"### {target['label']}", ""]
+        lines += [
+            "| scenario | conns | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | 429 | SQL/req | replica CPU ms/req | PG CPU ms/req | peak RSS MiB per replica |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for scenario in report["scenarios"]:
+            for run in target["runs"].get(scenario, []):
+                lat = run["latency_ms"]
+                rss = " / ".join(f"{v:.0f}" for v in run["replica_peak_rss_mib"].values())
+                lines.append(
+                    f"| {scenario} | {run['connections']} | {fmt(run['rps'])} | {fmt(lat['p50'], 2)} | {fmt(lat['p90'], 2)} "
+                    f"| {fmt(lat['p99'], 2)} | {fmt(lat['max'], 2)} | {run['errors']} | {run['rate_limited_429']} "
+                    f"| {fmt(run['sql_per_request'], 2)} | {fmt(run['replica_cpu_ms_per_request'], 2)} "
+                    f"| {fmt(run['postgres_cpu_ms_per_request'], 2)} | {rss} |"
+                )
+        lines.append("")
+
+    lines += ["## Baselines", "", "### pgbench: the article list's SQL (anonymous viewer, limit 20)", ""]
+    lines += [
+        "| clients | tx/s | p50 ms | p90 ms | p99 ms | max ms | failed | list through one replica, req/s | ratio |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    direct = next((t for t in report["targets"] if t["key"] == "direct"), None)
+    for run in report["pgbench"]:
+        api = None
+        if direct:
+            api = next((r for r in direct["runs"].get("list_anon", []) if r["connections"] == run["requested_connections"]), None)
+        lat = run["latency_ms"]
+        ratio = round(api["rps"] / run["rps"], 2) if api and run["rps"] else None
+        clients = str(run["connections"])
+        if run["connections"] != run["requested_connections"]:
+            clients = f"{run['connections']} (for {run['requested_connections']})"
+        lines.append(
+            f"| {clients} | {fmt(run['rps'])} | {fmt(lat['p50'], 2)} | {fmt(lat['p90'], 2)} | {fmt(lat['p99'], 2)} "
+            f"| {fmt(lat['max'], 2)} | {run['errors']} | {fmt(api['rps']) if api else '-'} | {fmt(ratio, 2)} |"
+        )
+    if host:
+        lines += ["", "### hello component (wasmhost, one process)", ""]
+        lines += [
+            "| conns | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | CPU ms/req |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for run in host["hello_levels"]:
+            lat = run["latency_ms"]
+            lines.append(
+                f"| {run['connections']} | {fmt(run['rps'])} | {fmt(lat['p50'], 2)} | {fmt(lat['p90'], 2)} "
+                f"| {fmt(lat['p99'], 2)} | {fmt(lat['max'], 2)} | {run['errors']} | {fmt(run['replica_cpu_ms_per_request'], 3)} |"
+            )
+    lines += ["", f"Chart: [{report['chart']}]({report['chart']})" if report.get("chart") else ""]
+    if report.get("profiles"):
+        lines += ["", "Profiles: " + ", ".join(f"[{p}]({p})" for p in report["profiles"])]
+    lines += ["", "Levels: " + ", ".join(map(str, levels)), ""]
+    return "\n".join(lines)
+
+
+def chart(report: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no chart")
+        return False
+    targets = report["targets"]
+    fig, axes = plt.subplots(2, len(targets), figsize=(7 * len(targets), 9), squeeze=False)
+    for column, target in enumerate(targets):
+        for scenario in report["scenarios"]:
+            runs = target["runs"].get(scenario, [])
+            if not runs:
+                continue
+            x = [r["connections"] for r in runs]
+            axes[0][column].plot(x, [r["rps"] for r in runs], marker="o", label=scenario)
+            axes[1][column].plot(x, [r["latency_ms"]["p99"] for r in runs], marker="o", label=scenario)
+        baselines = [("pgbench list SQL", report["pgbench"], "k--")]
+        if report.get("host"):
+            baselines.append(("hello component", report["host"]["hello_levels"], "k:"))
+        for label, runs, style in baselines:
+            x = [r.get("requested_connections", r["connections"]) for r in runs]
+            axes[0][column].plot(x, [r["rps"] for r in runs], style, label=label)
+            axes[1][column].plot(x, [r["latency_ms"]["p99"] for r in runs], style, label=label)
+        for row, ylabel in enumerate(("requests/s", "p99 latency (ms)")):
+            ax = axes[row][column]
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("concurrent connections")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{target['label']}: {ylabel}")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0][column].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"Conduit on wasmhost, {report['machine']['nproc']} shared cores ({report['name']})")
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", default=datetime.date.today().isoformat())
+    parser.add_argument("--levels", default="1,8,32,64,128,256")
+    parser.add_argument("--duration", type=int, default=6, help="seconds per scenario run")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--targets", default="nginx,direct")
+    parser.add_argument("--users", type=int, default=120)
+    parser.add_argument("--articles", type=int, default=2000)
+    parser.add_argument("--host-connections", type=int, default=32)
+    parser.add_argument("--host-duration", type=int, default=10)
+    parser.add_argument("--skip-host", action="store_true")
+    parser.add_argument("--profile-seconds", type=int, default=10)
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--max-concurrency", type=int, default=256)
+    parser.add_argument("--pg-pool-size", type=int, default=16)
+    parser.add_argument("--pgbench-max-clients", type=int, default=128,
+                        help="devstack's PostgreSQL allows 200 connections; the replicas' pools hold up to 48")
+    parser.add_argument("--bench-bin", type=Path, required=True)
+    parser.add_argument("--wasmhost", type=Path, default=ROOT / "target/release/wasmhost")
+    parser.add_argument("--results", type=Path, default=BENCH / "results")
+    parser.add_argument("--command", default=" ".join(sys.argv))
+    args = parser.parse_args()
+    args.levels = [int(x) for x in args.levels.split(",")]
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    started = datetime.datetime.now(datetime.timezone.utc)
+    deadline_note = time.monotonic()
+
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    state = machine_state()
+    log(f"nproc={state['nproc']} load={state['load']} command: {args.command}")
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0:1]
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+    procs = Processes()
+    work_dir = Path(tempfile.mkdtemp(prefix="conduit-bench-"))
+    data_dir = work_dir / "data"
+    data_dir.mkdir()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    report: dict = {
+        "name": args.name,
+        "command": args.command,
+        "commit": commit,
+        "started": started.isoformat(timespec="seconds"),
+        "machine": {"nproc": state["nproc"], "cpu": cpu, "load_start": state["load"]},
+        "wrk_version": wrk_version[0].split(" [")[0] if wrk_version else "wrk",
+        "duration": args.duration,
+        "levels": args.levels,
+        "scenarios": scenarios,
+        "targets": [],
+        "pgbench": [],
+        "profiles": [],
+    }
+    try:
+        log("starting the stack (private PostgreSQL, 3 replicas, nginx)")
+        stack = procs.start(
+            [
+                str(args.bench_bin),
+                "stack",
+                "--root",
+                str(ROOT),
+                "--state-dir",
+                str(work_dir / "stack"),
+                "--replicas",
+                "3",
+                "--env",
+                f"WASMHOST_MAX_CONCURRENCY={args.max_concurrency}",
+                "--env",
+                f"WASMHOST_PG_POOL_SIZE={args.pg_pool_size}",
+                "--env",
+                "RUST_LOG=warn",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        description = json.loads(stack.stdout.readline() or "null")
+        if description is None:
+            raise RuntimeError("the stack did not start (see its output above)")
+        replicas = [Replica(r["name"], r["api_url"], r["admin_url"], r["pid"]) for r in description["replicas"]]
+        database_url = description["app_database_url"]
+        pg_dir = Path(description["postgres_data_dir"])
+        postgres_pid = int((pg_dir / "postmaster.pid").read_text().split()[0])
+        nginx_pid_file = work_dir / "stack" / "nginx" / "nginx.pid"
+        nginx_pid = int(nginx_pid_file.read_text().split()[0]) if nginx_pid_file.exists() else None
+        report["stack"] = {
+            "replicas": len(replicas),
+            "max_concurrency": args.max_concurrency,
+            "pg_pool_size": args.pg_pool_size,
+        }
+        log(f"stack up at {description['url']}; replicas {[r.api_url for r in replicas]}")
+
+        report["seed"] = seed(replicas[0].api_url, database_url, data_dir, args.users, args.articles, random.Random(20240611))
+
+        if not args.skip_host:
+            report["host"] = host_benchmark(procs, args, work_dir, database_url, postgres_pid, data_dir)
+
+        targets = {
+            "nginx": {"key": "nginx", "label": f"through nginx, {len(replicas)} replicas", "url": description["url"]},
+            "direct": {"key": "direct", "label": "one replica directly", "url": replicas[0].api_url},
+        }
+        for key in args.targets.split(","):
+            target = dict(targets[key], runs={})
+            for level in args.levels:
+                for scenario in scenarios:
+                    result = measured(
+                        replicas, postgres_pid, nginx_pid,
+                        lambda: run_wrk(target["url"], scenario, level, args.duration, data_dir),
+                    )
+                    target["runs"].setdefault(scenario, []).append(result)
+                    log(
+                        f"{key} {scenario} c={level}: {result['rps']} req/s p99 {result['latency_ms']['p99']} ms "
+                        f"errors {result['errors']} 429 {result['rate_limited_429']} SQL/req {fmt(result['sql_per_request'], 2)}"
+                    )
+                    # Keep the data set the one that was seeded.
+                    if scenario == "create_article":
+                        psql(database_url, "DELETE FROM articles WHERE title LIKE 'Load article %'")
+                    elif scenario == "comment":
+                        psql(database_url, "DELETE FROM comments WHERE body LIKE 'Load comment %'")
+            report["targets"].append({k: v for k, v in target.items() if k != "url"})
+
+        for level in args.levels:
+            clients = min(level, args.pgbench_max_clients)
+            run = run_pgbench(database_url, clients, args.duration)
+            run["requested_connections"] = level
+            report["pgbench"].append(run)
+            log(f"pgbench c={clients}: {run['rps']} tx/s p99 {run['latency_ms']['p99']} ms")
+
+        args.results.mkdir(parents=True, exist_ok=True)
+        if not args.no_profile:
+            for scenario in ("list_anon", "login"):
+                out = args.results / f"{args.name}-profile-{scenario}.txt"
+                if profile(args, replicas[0], replicas[0].api_url, scenario, data_dir, out):
+                    report["profiles"].append(out.name)
+                    log(f"profile written: {out}")
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+    report["machine"]["load_end"] = machine_state()["load"]
+    report["elapsed_seconds"] = round(time.monotonic() - deadline_note, 1)
+    chart_path = args.results / f"{args.name}.svg"
+    if chart(report, chart_path):
+        report["chart"] = chart_path.name
+    (args.results / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.results / f"{args.name}.md").write_text(markdown(report))
+    log(f"report: {args.results / (args.name + '.md')} ({report['elapsed_seconds']}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

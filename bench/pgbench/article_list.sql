@@ -1,0 +1,12 @@
+-- The article list's statement as components/conduit/src/articles.rs
+-- (`article_list_query` with no filter, `article_json(false)`,
+-- `db::profile_json`, `db::iso8601`) sends it for GET /api/articles:
+-- $1 = viewer (0 = anonymous), $2 = limit (20), $3 = offset (0). pgbench
+-- runs it with -M prepared, as the host's statement cache does. Keep in step
+-- with articles.rs when the query changes. One difference in text only: the
+-- to_char pattern's colons are written chr(58), because pgbench would take
+-- `:MI` and `:SS` for variables; the planner folds the constant.
+\set viewer 0
+\set page_limit 20
+\set page_offset 0
+WITH matching AS (SELECT a.id, a.created_at FROM articles a ), page AS (SELECT id, created_at FROM matching ORDER BY created_at DESC, id DESC LIMIT :page_limit::bigint OFFSET :page_offset::bigint) SELECT json_build_object('articles', COALESCE((SELECT json_agg(json_build_object('slug', a.slug, 'title', a.title, 'description', a.description, 'tagList', COALESCE((SELECT json_agg(t.name ORDER BY t.name) FROM article_tags at JOIN tags t ON t.id = at.tag_id WHERE at.article_id = a.id), '[]'::json), 'createdAt', to_char(a.created_at AT TIME ZONE 'UTC', ('YYYY-MM-DD"T"HH24' || chr(58) || 'MI' || chr(58) || 'SS.MS"Z"')), 'updatedAt', to_char(a.updated_at AT TIME ZONE 'UTC', ('YYYY-MM-DD"T"HH24' || chr(58) || 'MI' || chr(58) || 'SS.MS"Z"')), 'favorited', EXISTS (SELECT 1 FROM favorites fv WHERE fv.article_id = a.id AND fv.user_id = :viewer::bigint), 'favoritesCount', (SELECT count(*) FROM favorites fv WHERE fv.article_id = a.id), 'author', json_build_object('username', u.username, 'bio', u.bio, 'image', u.image, 'following', EXISTS (SELECT 1 FROM follows f WHERE f.follower_id = :viewer::bigint AND f.followee_id = u.id))) ORDER BY p.created_at DESC, p.id DESC) FROM page p JOIN articles a ON a.id = p.id JOIN users u ON u.id = a.author_id), '[]'::json), 'articlesCount', (SELECT count(*) FROM matching))::text;
