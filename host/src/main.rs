@@ -108,6 +108,11 @@ struct ServeArgs {
     /// How long in-flight requests may run after SIGTERM.
     #[arg(long, env = "WASMHOST_SHUTDOWN_TIMEOUT_SECS", default_value = "30")]
     shutdown_timeout_secs: u64,
+    /// After SIGTERM, how long keep-alive connections may stay open for
+    /// their clients to close (set above the proxy's upstream keep-alive
+    /// timeout so the proxy closes them, not the server).
+    #[arg(long, env = "WASMHOST_IDLE_DRAIN_SECS", default_value = "5")]
+    idle_drain_secs: u64,
     /// Directory of precompiled components (written if missing).
     #[arg(long, env = "WASMHOST_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -289,6 +294,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             max_body_bytes: args.max_body_bytes,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
             header_read_timeout: Duration::from_secs(10),
+            idle_drain: Duration::from_secs(args.idle_drain_secs),
         },
     ));
     tracing::info!(

@@ -31,6 +31,9 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
     pub header_read_timeout: Duration,
+    /// After SIGTERM, how long open keep-alive connections are left for the
+    /// client to close; until then every response says `Connection: close`.
+    pub idle_drain: Duration,
 }
 
 pub struct Server {
@@ -38,6 +41,7 @@ pub struct Server {
     router: Router,
     admission: Arc<Semaphore>,
     settings: ServerSettings,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 fn json_error(status: StatusCode, field: &str, message: &str) -> Response<HyperOutgoingBody> {
@@ -78,6 +82,7 @@ impl Server {
             router,
             admission,
             settings,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -96,6 +101,14 @@ impl Server {
             .instrument(span.clone())
             .await;
         response.headers_mut().insert(REQUEST_ID, id.clone());
+        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            // The peer must not send another request on this connection:
+            // closing an idle keep-alive connection could race with a request
+            // (a POST a proxy cannot safely retry).
+            response
+                .headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
         self.runtime.shared.metrics.request_finished(
@@ -390,8 +403,25 @@ pub async fn serve(
         }
     }
     drop(listener);
-    tracing::info!("shutting down: no longer accepting connections, draining in-flight requests");
-    match tokio::time::timeout(server.settings.shutdown_timeout, graceful.shutdown()).await {
+    server
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        open_connections = graceful.count(),
+        "shutting down: no longer accepting connections, draining in-flight requests"
+    );
+    let started = tokio::time::Instant::now();
+    // Open connections are closed by their clients first (each response now
+    // says `Connection: close`; a proxy reaps idle ones after its keep-alive
+    // timeout); whatever is left after the idle drain is closed by us.
+    while graceful.count() > 0 && started.elapsed() < server.settings.idle_drain {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let remaining = server
+        .settings
+        .shutdown_timeout
+        .saturating_sub(started.elapsed());
+    match tokio::time::timeout(remaining, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all requests finished"),
         Err(_) => tracing::warn!(
             timeout_secs = server.settings.shutdown_timeout.as_secs(),

@@ -298,9 +298,28 @@ fn db_error(e: &tokio_postgres::Error) -> Option<PgError> {
     })))
 }
 
+/// Server errors that end the session rather than the statement: the
+/// server shutting down or restarting (57P01-57P03), a connection exception
+/// (class 08), or anything FATAL. The statement may or may not have run, and
+/// the connection is gone: to the component this is a lost connection.
+fn ends_connection(code: &str, severity: &str) -> bool {
+    code.starts_with("08")
+        || matches!(code, "57P01" | "57P02" | "57P03")
+        || matches!(severity, "FATAL" | "PANIC")
+}
+
 /// Maps a driver error: server errors keep their SQLSTATE; a lost
 /// connection is `connection-failed`, so a component can tell them apart.
 fn query_error(e: tokio_postgres::Error, client: &deadpool_postgres::Object) -> PgError {
+    if let Some(dbe) = e.as_db_error()
+        && ends_connection(dbe.code().code(), dbe.severity())
+    {
+        return PgError::ConnectionFailed(format!(
+            "connection to the database was lost ({}): {}",
+            dbe.code().code(),
+            dbe.message()
+        ));
+    }
     if let Some(err) = db_error(&e) {
         return err;
     }
@@ -521,6 +540,15 @@ mod tests {
         );
         let t = Target::parse("postgres://user@db/app").unwrap();
         assert_eq!(t.endpoints().unwrap(), vec![("db".to_string(), 5432)]);
+    }
+
+    #[test]
+    fn session_ending_errors_are_lost_connections() {
+        assert!(ends_connection("57P01", "FATAL"));
+        assert!(ends_connection("08006", "ERROR"));
+        assert!(ends_connection("XX000", "PANIC"));
+        assert!(!ends_connection("23505", "ERROR"));
+        assert!(!ends_connection("40001", "ERROR"));
     }
 
     #[test]
