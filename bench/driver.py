@@ -638,6 +638,11 @@ def host_benchmark(procs, args, work_dir, database_url, postgres_pid, data_dir) 
             measured([replica], None, None, lambda: run_wrk(replica.api_url, "hello", level, args.duration, data_dir, "/hello"))
         )
         log(f"hello c={level}: {results['hello_levels'][-1]['rps']} req/s")
+    if not args.no_profile:
+        args.results.mkdir(parents=True, exist_ok=True)
+        out = args.results / f"{args.name}-profile-hello.txt"
+        if profile(args, replica.pid, replica.api_url, "hello", data_dir, out, "/hello"):
+            results["profile"] = out.name
     procs.stop(child)
 
     child, replica = start_test_app(procs, args, manifest, database_url, False, cache_dir)
@@ -654,32 +659,113 @@ def host_benchmark(procs, args, work_dir, database_url, postgres_pid, data_dir) 
     return results
 
 
-def profile(args, replica: Replica, url: str, scenario: str, data_dir: Path, out: Path) -> str | None:
-    """perf (software clock, the VM has no hardware counters) on one replica under load."""
-    if shutil.which("perf") is None:
-        return None
-    perf_data = out.with_suffix(".data")
+RUST_ESCAPES = {
+    "$LT$": "<", "$GT$": ">", "$RF$": "&", "$BP$": "*", "$SP$": "@", "$LP$": "(", "$RP$": ")",
+    "$C$": ",", "$u20$": " ", "$u27$": "'", "$u5b$": "[", "$u5d$": "]", "$u7b$": "{", "$u7d$": "}",
+    "$u7e$": "~", "$u3b$": ";", "$u2b$": "+", "$u22$": '"',
+}
+
+
+def demangle_rust(symbol: str) -> str:
+    """Rust's legacy mangling (_ZN<len><part>...E) inside wasmtime's
+    `wasm[0]::function[N]::<name>` symbols, which perf leaves mangled."""
+
+    def one(match: re.Match) -> str:
+        text, position, parts, truncated = match.group(0), 3, [], False
+        while position < len(text) and text[position].isdigit():
+            digits = re.match(r"\d+", text[position:]).group(0)
+            position += len(digits)
+            part = text[position : position + int(digits)]
+            truncated = len(part) < int(digits)
+            position += int(digits)
+            # A part that starts with an escape is prefixed with `_`.
+            parts.append(part[1:] if part.startswith("_$") else part)
+        if parts and re.fullmatch(r"h[0-9a-f]{16}", parts[-1]):
+            parts.pop()
+        name = "::".join(parts)
+        for escape, char in RUST_ESCAPES.items():
+            name = name.replace(escape, char)
+        return name.replace("..", "::") + ("…" if truncated else "")
+
+    return re.sub(r"_ZN[0-9A-Za-z_$.]+", one, symbol)
+
+
+def perf_lines(perf_data: Path, *options: str) -> list[str]:
+    report = subprocess.run(
+        ["perf", "report", "-i", str(perf_data), "--stdio", "-g", "none", "-w", "9,9,400", *options],
+        capture_output=True,
+        text=True,
+    )
+    return [line.rstrip() for line in report.stdout.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def perf_summary(perf_data: Path, title: str, inclusive_patterns: tuple[str, ...] = ()) -> str:
+    """Where a process's CPU went: by kind of code, top functions, and the
+    inclusive share of a few functions of interest."""
+    kinds: dict[str, float] = {}
+    for line in perf_lines(perf_data, "--no-children", "--sort", "dso"):
+        percent, _, dso = line.strip().partition("%")
+        dso = dso.strip()
+        if dso.endswith(".cwasm") or dso.startswith("[JIT]"):
+            kind = "guest code (the component, compiled by wasmtime)"
+        elif dso.startswith("[kernel"):
+            kind = "kernel (syscalls, page faults, network, scheduling)"
+        elif dso == "wasmhost":
+            kind = "wasmhost (wasmtime runtime, tokio, hyper, tokio-postgres)"
+        elif dso.startswith("lib"):
+            kind = "C library (malloc, memcpy)"
+        else:
+            kind = "other"
+        kinds[kind] = kinds.get(kind, 0.0) + float(percent)
+    out = [f"# {title}", "", "## By kind of code", ""]
+    out += [f"{share:6.2f}%  {kind}" for kind, share in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    out += ["", "## Top functions (self time)", ""]
+    for line in perf_lines(perf_data, "--no-children", "--sort", "sym", "--percent-limit", "0.5")[:40]:
+        out.append(demangle_rust(line.strip()))
+    if inclusive_patterns:
+        out += ["", "## Inclusive time of functions of interest (self + callees)", ""]
+        for line in perf_lines(perf_data, "--children", "--sort", "sym", "--percent-limit", "0.5"):
+            if any(pattern in line for pattern in inclusive_patterns):
+                children, self_time, symbol = line.split(None, 2)
+                out.append(f"{children:>8}  {demangle_rust(symbol)}")
+    return "\n".join(out) + "\n"
+
+
+def record_profile(pid: int, seconds: float, load) -> Path:
+    """perf with the software clock (the VM has no hardware counters), call
+    graphs included, while `load` runs; returns the perf.data path."""
+    perf_data = Path(tempfile.mkdtemp(prefix="bench-perf-")) / "perf.data"
     recorder = subprocess.Popen(
-        ["perf", "record", "-e", "cpu-clock", "-F", "499", "-g", "-p", str(replica.pid), "-o", str(perf_data)],
+        ["perf", "record", "-e", "cpu-clock", "-F", "499", "-g", "-p", str(pid), "-o", str(perf_data)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     time.sleep(0.5)
-    run_wrk(url, scenario, 8, args.profile_seconds, data_dir)
+    load()
     recorder.send_signal(signal.SIGINT)
     recorder.wait(60)
-    sections = []
-    for title, sort in (("by shared object", "dso"), ("by symbol", "dso,sym")):
-        report = subprocess.run(
-            ["perf", "report", "-i", str(perf_data), "--stdio", "--no-children", "--sort", sort, "-g", "none", "--percent-limit", "0.7"],
-            capture_output=True,
-            text=True,
-        )
-        lines = [line for line in report.stdout.splitlines() if line.strip() and not line.startswith("#")]
-        sections.append(f"## {title}\n\n" + "\n".join(lines[:45]))
-    perf_data.unlink(missing_ok=True)
-    text = f"# perf profile: one replica, scenario {scenario}, 8 connections, {args.profile_seconds}s\n\n" + "\n\n".join(sections) + "\n"
-    out.write_text(text)
+    return perf_data
+
+
+INCLUSIVE_OF_INTEREST = (
+    "decommit_pages",
+    "exc_page_fault",
+    "__x64_sys_madvise",
+    "Instantiator::run",
+    "call_unchecked_raw",
+    "write_vectored",
+    "tokio_postgres",
+    "serde_json",
+)
+
+
+def profile(args, pid: int, url: str, scenario: str, data_dir: Path, out: Path, path: str = "") -> str | None:
+    if shutil.which("perf") is None:
+        return None
+    perf_data = record_profile(pid, args.profile_seconds, lambda: run_wrk(url, scenario, 8, args.profile_seconds, data_dir, path))
+    what = f"scenario {scenario}{' ' + path if path else ''}"
+    out.write_text(perf_summary(perf_data, f"perf profile of one wasmhost process: {what}, 8 connections, {args.profile_seconds}s", INCLUSIVE_OF_INTEREST))
+    shutil.rmtree(perf_data.parent, ignore_errors=True)
     return out.name
 
 
@@ -949,6 +1035,8 @@ def main() -> int:
 
         if not args.skip_host:
             report["host"] = host_benchmark(procs, args, work_dir, database_url, postgres_pid, data_dir)
+            if report["host"].get("profile"):
+                report["profiles"].append(report["host"]["profile"])
 
         targets = {
             "nginx": {"key": "nginx", "label": f"through nginx, {len(replicas)} replicas", "url": description["url"]},
@@ -985,7 +1073,7 @@ def main() -> int:
         if not args.no_profile:
             for scenario in ("list_anon", "login"):
                 out = args.results / f"{args.name}-profile-{scenario}.txt"
-                if profile(args, replicas[0], replicas[0].api_url, scenario, data_dir, out):
+                if profile(args, replicas[0].pid, replicas[0].api_url, scenario, data_dir, out):
                     report["profiles"].append(out.name)
                     log(f"profile written: {out}")
     finally:
