@@ -129,14 +129,18 @@ pub fn verify_token(secret: &[u8], token: &str, now: i64) -> Result<Claims, Toke
     Ok(claims)
 }
 
-/// The token from an `Authorization` header value: `Token <jwt>` as the spec
-/// says, or `Bearer <jwt>` as generic clients send it.
+/// The token from an `Authorization` header value: exactly `Token <jwt>`, as
+/// the spec says. Anything else (`Bearer`, `token`, extra or missing spaces, a
+/// token with whitespace inside) is refused rather than guessed at, so there
+/// is one accepted spelling and proxies or clients that mangle the header get
+/// a clear 401 instead of a token read from the wrong place.
 pub fn token_from_header(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    let known_scheme =
-        scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer");
-    (known_scheme && !token.is_empty()).then_some(token)
+    let token = value.strip_prefix("Token ")?;
+    let well_formed = !token.is_empty()
+        && token
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && byte != b',');
+    well_formed.then_some(token)
 }
 
 /// Configuration the auth code needs, read from Spin variables.
@@ -149,9 +153,7 @@ impl TokenConfig {
     pub fn load() -> Result<TokenConfig, Error> {
         let secret = spin_sdk::variables::get("jwt_secret")
             .map_err(|error| Error::Internal(format!("variable jwt_secret: {error}")))?;
-        if secret.is_empty() {
-            return Err(Error::Internal("variable jwt_secret is empty".into()));
-        }
+        check_secret_strength(&secret)?;
         let ttl_seconds = match spin_sdk::variables::get("jwt_ttl_seconds") {
             Ok(raw) => parse_ttl(&raw)?,
             Err(_) => DEFAULT_TTL_SECONDS,
@@ -168,6 +170,28 @@ impl TokenConfig {
 }
 
 const DEFAULT_TTL_SECONDS: i64 = 86_400;
+
+/// Shortest `jwt_secret` accepted: 32 bytes, as spin.toml asks for.
+const MIN_SECRET_BYTES: usize = 32;
+
+/// Refuses a signing key anyone could guess: shorter than 32 bytes, or the
+/// `change-me...` placeholder of docker/.env.example left in place. Every
+/// request that needs a token then fails (500, with the reason in the log but
+/// not the value), rather than the API issuing tokens anyone can forge.
+fn check_secret_strength(secret: &str) -> Result<(), Error> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(Error::Internal(format!(
+            "variable jwt_secret must be at least {MIN_SECRET_BYTES} bytes, got {}",
+            secret.len()
+        )));
+    }
+    if secret.to_ascii_lowercase().starts_with("change-me") {
+        return Err(Error::Internal(
+            "variable jwt_secret still holds the change-me placeholder".into(),
+        ));
+    }
+    Ok(())
+}
 
 fn parse_ttl(raw: &str) -> Result<i64, Error> {
     match raw.trim().parse::<i64>() {
@@ -344,12 +368,25 @@ mod tests {
     }
 
     #[test]
-    fn authorization_header_accepts_token_and_bearer_schemes() {
+    fn authorization_header_accepts_only_the_token_scheme() {
         assert_eq!(token_from_header("Token abc.def.ghi"), Some("abc.def.ghi"));
-        assert_eq!(token_from_header("Bearer abc"), Some("abc"));
-        assert_eq!(token_from_header("abc.def.ghi"), None);
-        assert_eq!(token_from_header("Basic dXNlcjpwYXNz"), None);
-        assert_eq!(token_from_header("Token "), None);
+        for refused in [
+            "Bearer abc.def.ghi",
+            "token abc.def.ghi",
+            "TOKEN abc.def.ghi",
+            "Token  abc.def.ghi",
+            " Token abc.def.ghi",
+            "Token abc.def.ghi ",
+            "Token abc def",
+            "Token\tabc.def.ghi",
+            "Token ",
+            "Token",
+            "",
+            "abc.def.ghi",
+            "Basic dXNlcjpwYXNz",
+        ] {
+            assert_eq!(token_from_header(refused), None, "{refused:?}");
+        }
     }
 
     #[test]
@@ -373,6 +410,18 @@ mod tests {
         let parsed = PasswordHash::new(DECOY_HASH).unwrap();
         assert_eq!(parsed.algorithm.as_str(), "argon2id");
         assert!(!verify_password("", DECOY_HASH));
+    }
+
+    #[test]
+    fn short_and_placeholder_signing_keys_are_refused() {
+        assert!(check_secret_strength("0123456789abcdef0123456789abcdef").is_ok());
+        assert!(check_secret_strength("").is_err());
+        assert!(check_secret_strength("too-short").is_err());
+        assert!(check_secret_strength("change-me-jwt-secret-at-least-32-random-bytes").is_err());
+        let message = check_secret_strength("change-me-jwt-secret-at-least-32-random-bytes")
+            .unwrap_err()
+            .to_string();
+        assert!(!message.contains("at-least-32-random-bytes"), "{message}");
     }
 
     #[test]

@@ -112,6 +112,16 @@ const FOREIGN_KEY_VIOLATION: &str = "23503";
 /// SQLSTATE for check_violation.
 const CHECK_VIOLATION: &str = "23514";
 
+/// Foreign keys from a row the caller writes to the caller's own user row
+/// (PostgreSQL's default names for the `REFERENCES users` columns in
+/// `migrations/`).
+const CALLER_FOREIGN_KEYS: &[&str] = &[
+    "articles_author_id_fkey",
+    "comments_author_id_fkey",
+    "favorites_user_id_fkey",
+    "follows_follower_id_fkey",
+];
+
 /// The parts of a PostgreSQL error the API branches on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbFailure {
@@ -141,6 +151,14 @@ pub fn from_db_failure(failure: &DbFailure) -> Error {
         }
         CHECK_VIOLATION if failure.mentions("not_blank") => {
             Error::invalid("body", "required fields cannot be blank")
+        }
+        // The caller's own row is gone (a user deleted while their token is
+        // still unexpired): the token no longer identifies anyone.
+        FOREIGN_KEY_VIOLATION if CALLER_FOREIGN_KEYS.iter().any(|key| failure.mentions(key)) => {
+            Error::Unauthorized {
+                field: "token",
+                message: "refers to a user that no longer exists",
+            }
         }
         FOREIGN_KEY_VIOLATION => Error::NotFound("body"),
         _ => Error::Internal(format!("database error {}: {}", failure.code, failure.text)),
@@ -264,6 +282,20 @@ mod tests {
             body,
             serde_json::json!({"errors": {"email": ["has already been taken"]}})
         );
+    }
+
+    #[test]
+    fn writes_by_a_deleted_user_are_unauthorized_and_vanished_targets_not_found() {
+        let author_gone = DbFailure {
+            code: "23503".into(),
+            text: "insert or update on table \"articles\" violates foreign key constraint \"articles_author_id_fkey\"".into(),
+        };
+        assert_eq!(from_db_failure(&author_gone).status(), 401);
+        let article_gone = DbFailure {
+            code: "23503".into(),
+            text: "insert or update on table \"favorites\" violates foreign key constraint \"favorites_article_id_fkey\"".into(),
+        };
+        assert_eq!(from_db_failure(&article_gone).status(), 404);
     }
 
     #[test]

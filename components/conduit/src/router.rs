@@ -6,7 +6,7 @@
 use spin_sdk::http::{Request, Response};
 
 use crate::error::Error;
-use crate::web::decode_path_segment;
+use crate::web::{decode_path_segment, query_has_nul};
 use crate::{articles, comments, openapi, profiles, tags, users};
 
 /// A handler: the request and the decoded path parameters in, a response or
@@ -136,6 +136,9 @@ pub fn find(method: &str, path: &str) -> RouteMatch {
 /// Routes a request and renders any error as the spec's error body.
 pub fn dispatch(req: &Request) -> Response {
     let method = req.method().to_string();
+    if query_has_nul(req.query()) {
+        return Error::invalid("query", "must not contain NUL characters").into_response();
+    }
     let result = match find(&method, req.path()) {
         RouteMatch::Found(route, params) => (route.handler)(req, &params),
         RouteMatch::MethodNotAllowed(allowed) => Err(Error::MethodNotAllowed {

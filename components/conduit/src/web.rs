@@ -33,8 +33,43 @@ pub fn parse_json_body<T: DeserializeOwned>(
             "Content-Type must be application/json",
         ));
     }
-    serde_json::from_slice(body)
-        .map_err(|error| Error::invalid("body", format!("invalid JSON: {error}")))
+    let value = serde_json::from_slice(body)
+        .map_err(|error| Error::invalid("body", format!("invalid JSON: {error}")))?;
+    // PostgreSQL text cannot hold U+0000, so a string with one could never be
+    // stored as sent (and used as a filter it would make the query fail):
+    // refuse it up front.
+    if has_escaped_nul(body) {
+        return Err(Error::invalid("body", NUL_MESSAGE));
+    }
+    Ok(value)
+}
+
+const NUL_MESSAGE: &str = "must not contain NUL characters (\\u0000)";
+
+/// Whether valid JSON text contains the escape `\u0000`. Outside strings valid
+/// JSON has no backslashes, and inside them every backslash starts an escape,
+/// so walking escape by escape finds exactly the NULs.
+fn has_escaped_nul(json: &[u8]) -> bool {
+    let mut index = 0;
+    while index < json.len() {
+        if json[index] == b'\\' {
+            if json.get(index + 1) == Some(&b'u') && json.get(index + 2..index + 6) == Some(b"0000")
+            {
+                return true;
+            }
+            index += 2;
+        } else {
+            index += 1;
+        }
+    }
+    false
+}
+
+/// Whether any name or value of a query string decodes to a string with
+/// U+0000 (see `parse_json_body`).
+pub fn query_has_nul(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes())
+        .any(|(name, value)| name.contains('\0') || value.contains('\0'))
 }
 
 fn is_json_content_type(content_type: Option<&str>) -> bool {
@@ -120,11 +155,13 @@ fn parse_non_negative(name: &str, raw: &str) -> Result<i64, Error> {
     }
 }
 
-/// Decodes one `%XX`-escaped path segment; `None` if the result is not UTF-8.
+/// Decodes one `%XX`-escaped path segment; `None` if the result is not UTF-8
+/// or contains U+0000 (no stored name can contain it, so nothing matches).
 pub fn decode_path_segment(segment: &str) -> Option<String> {
     percent_encoding::percent_decode_str(segment)
         .decode_utf8()
         .ok()
+        .filter(|decoded| !decoded.contains('\0'))
         .map(|decoded| decoded.into_owned())
 }
 
@@ -209,6 +246,21 @@ mod tests {
         assert_eq!(error.status(), 422);
         let message = &error.body().errors["body"][0];
         assert!(message.starts_with("invalid JSON"), "{message}");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_in_bodies_and_queries() {
+        let error = parse_json_body::<Probe>(Some("application/json"), br#"{"name":"a\u0000b"}"#)
+            .unwrap_err();
+        assert_eq!(error.status(), 422);
+        // An escaped backslash followed by `u0000` is plain text.
+        assert!(
+            parse_json_body::<Probe>(Some("application/json"), br#"{"name":"a\\u0000b"}"#).is_ok()
+        );
+        assert!(query_has_nul("tag=a%00b"));
+        assert!(query_has_nul("a%00=b"));
+        assert!(!query_has_nul("tag=a%2500b"));
+        assert_eq!(decode_path_segment("nul%00byte"), None);
     }
 
     #[test]
