@@ -108,19 +108,6 @@ impl Api {
         })
     }
 
-    /// A client that opens a new connection per request. nginx closes its
-    /// idle client connections when it reloads its config, and an HTTP client
-    /// that reuses one at that moment sees a reset it may not retry.
-    fn without_keepalive(base: &str) -> Result<Self> {
-        Ok(Self {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(0)
-                .build()?,
-            base: base.to_owned(),
-        })
-    }
-
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -309,7 +296,7 @@ async fn replica_killed_with_sigkill_during_2000_gets_fails_no_request() -> Resu
 #[tokio::test]
 async fn rolling_restart_during_reads_and_writes_fails_nothing_and_loses_no_write() -> Result<()> {
     with_stack(async |stack, _| {
-        let api = Api::without_keepalive(&stack.url())?;
+        let api = Api::new(&stack.url())?;
         let token = api.register("writer").await?;
         let stop = Arc::new(AtomicBool::new(false));
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -367,14 +354,11 @@ async fn rolling_restart_during_reads_and_writes_fails_nothing_and_loses_no_writ
         tokio::time::sleep(Duration::from_secs(1)).await;
         for index in 0..stack.replicas.len() {
             let old_pid = stack.replicas[index].pid();
-            // Out of nginx's rotation first, as an orchestrator removes the
-            // endpoint before stopping the pod: a replica that closes an idle
-            // keep-alive connection at the instant nginx sends a POST on it
-            // would otherwise cost that POST a 502 (nginx rightly never resends
-            // a non-idempotent request).
-            stack
-                .rolling_restart(index, Some(Duration::from_secs(1)))
-                .await?;
+            // Plain SIGTERM, wait, start: the replica refuses new connections
+            // (nginx moves on), finishes what is in flight, and leaves its
+            // keep-alive connections for nginx to close, so no request that
+            // nginx cannot resend is ever written into a closing connection.
+            stack.rolling_restart(index, None).await?;
             ensure!(
                 stack.replicas[index].pid() != old_pid,
                 "replica {index} was not restarted"
