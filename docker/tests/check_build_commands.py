@@ -6,7 +6,8 @@ from the other places that say how to build:
 
 * spin.toml's `[component.*.build]` commands and `source` paths (what `spin
   build` and SpinKube's tooling use), which always exist;
-* scripts/test and scripts/stack (the README's test and run commands) and the
+* scripts/test and scripts/stack (the README's test and run commands, with
+  their shared scripts/lib/common.sh) and the
   root README.md, whenever they exist.
 
 A cargo invocation is compared by what decides its output: the profile, the
@@ -381,7 +382,7 @@ def run(root: Path, dockerfile: Path) -> Results:
 
     # scripts/ and the README, when they exist.
     sources = []
-    for relative in ("scripts/test", "scripts/stack"):
+    for relative in ("scripts/test", "scripts/stack", "scripts/lib/common.sh"):
         path = root / relative
         if path.is_file():
             text = path.read_text()

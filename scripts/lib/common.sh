@@ -73,7 +73,7 @@ ensure_docs_assets() {
     local stamp=components/docs/node_modules/.package-lock.json
     if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ]; then
         say "installing the Swagger UI assets (npm ci)"
-        npm ci --prefix components/docs --no-audit --no-fund >/dev/null
+        npm ci --prefix components/docs
     fi
 }
 
