@@ -32,6 +32,8 @@ require_password() {
     fi
 }
 
+# The image accepts any superuser password; the placeholder must not work.
+require_password POSTGRES_PASSWORD
 require_password CONDUIT_OWNER_PASSWORD
 require_password CONDUIT_APP_PASSWORD
 

@@ -240,11 +240,7 @@ fn files_under(dir: &Path, extensions: &[&str], out: &mut Vec<std::path::PathBuf
 /// the example file gives a working credential. Listed here so the test
 /// fails both when a new one appears and when one gets refused (then delete
 /// it from this list).
-const UNREFUSED_PLACEHOLDERS: &[&str] = &[
-    // The postgres image takes any superuser password; the init wrapper only
-    // checks the two Conduit roles.
-    "POSTGRES_PASSWORD",
-];
+const UNREFUSED_PLACEHOLDERS: &[&str] = &[];
 
 #[test]
 fn no_secret_has_a_working_default_in_any_configuration() -> Result<()> {
