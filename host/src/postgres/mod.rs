@@ -403,6 +403,46 @@ fn as_refs(values: &[Box<dyn ToSql + Send + Sync>]) -> Vec<&(dyn ToSql + Sync)> 
         .collect()
 }
 
+/// A statement ready to run on a guest's connection.
+struct Ready<'a> {
+    client: &'a deadpool_postgres::Object,
+    prepared: tokio_postgres::Statement,
+    params: Vec<Box<dyn ToSql + Send + Sync>>,
+}
+
+/// What `query` and `execute` share: convert the parameters, note a
+/// transaction the guest opens, and prepare the statement.
+async fn ready<'a>(
+    table: &'a mut wasmtime::component::ResourceTable,
+    shared: &crate::runtime::Shared,
+    handle: &Resource<Connection>,
+    statement: &str,
+    values: &[ParameterValue],
+) -> wasmtime::Result<Result<Ready<'a>, PgError>> {
+    let params = match params(values) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    if starts_transaction(statement) {
+        table.get_mut(handle)?.in_transaction = true;
+    }
+    // The table itself is not `Sync`; only the client is held across awaits.
+    let client = {
+        let table: &'a wasmtime::component::ResourceTable = table;
+        client(table, handle)?
+    };
+    let prepared = match prepare(client, shared, statement).await {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    shared.metrics.statement_executed();
+    Ok(Ok(Ready {
+        client,
+        prepared,
+        params,
+    }))
+}
+
 impl pg4::Host for crate::runtime::HostState {}
 
 impl pg4::HostConnection for crate::runtime::HostState {
@@ -439,20 +479,15 @@ impl pg4::HostConnection for crate::runtime::HostState {
         statement: String,
         values: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<RowSet, PgError>> {
-        let params = match params(&values) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        if starts_transaction(&statement) {
-            self.table.get_mut(&handle)?.in_transaction = true;
-        }
         let shared = self.shared.clone();
-        let client = client(&self.table, &handle)?;
-        let prepared = match prepare(client, &shared, &statement).await {
-            Ok(p) => p,
+        let Ready {
+            client,
+            prepared,
+            params,
+        } = match ready(&mut self.table, &shared, &handle, &statement, &values).await? {
+            Ok(ready) => ready,
             Err(e) => return Ok(Err(e)),
         };
-        shared.metrics.statement_executed();
         let rows = match client.query(&prepared, &as_refs(&params)).await {
             Ok(rows) => rows,
             Err(e) => return Ok(Err(query_error(e, client))),
@@ -485,20 +520,15 @@ impl pg4::HostConnection for crate::runtime::HostState {
         statement: String,
         values: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<u64, PgError>> {
-        let params = match params(&values) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        if starts_transaction(&statement) {
-            self.table.get_mut(&handle)?.in_transaction = true;
-        }
         let shared = self.shared.clone();
-        let client = client(&self.table, &handle)?;
-        let prepared = match prepare(client, &shared, &statement).await {
-            Ok(p) => p,
+        let Ready {
+            client,
+            prepared,
+            params,
+        } = match ready(&mut self.table, &shared, &handle, &statement, &values).await? {
+            Ok(ready) => ready,
             Err(e) => return Ok(Err(e)),
         };
-        shared.metrics.statement_executed();
         Ok(client
             .execute(&prepared, &as_refs(&params))
             .await
