@@ -282,8 +282,12 @@ async fn forged_expired_orphaned_and_malformed_credentials_get_401_with_the_erro
 async fn login_does_not_reveal_whether_an_email_is_registered() -> Result<()> {
     const TRIES: usize = 25;
     /// The timing difference allowed, as a fraction of the argon2 cost: a
-    /// database lookup that finds nothing must not save the hash.
-    const MAX_DIFFERENCE_OF_HASH_COST: f64 = 0.25;
+    /// database lookup that finds nothing must not save the hash (skipping it
+    /// would show as a difference of about 100%). The other tests of this
+    /// binary run at the same time and load the machine, so medians of
+    /// equal work still differ by 10-30%; half the hash cost separates the
+    /// two cases without flaking.
+    const MAX_DIFFERENCE_OF_HASH_COST: f64 = 0.5;
 
     let _serial = support::serial().await;
     let server = Server::start(&[]).await?;
