@@ -114,10 +114,6 @@ def memory_kib(pid: int) -> dict[str, int]:
     return values
 
 
-def load_average() -> str:
-    return Path("/proc/loadavg").read_text().split(" ")[:3].__str__()
-
-
 def machine_state() -> dict:
     one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
     return {"nproc": os.cpu_count(), "load": [float(one), float(five), float(fifteen)]}
@@ -763,7 +759,7 @@ def perf_summary(perf_data: Path, title: str, inclusive_patterns: tuple[str, ...
             kind = "guest code (the component, compiled by wasmtime)"
         elif dso.startswith("[kernel"):
             kind = "kernel (syscalls, page faults, network, scheduling)"
-        elif dso == "wasmhost":
+        elif dso.startswith("wasmhost"):
             kind = "wasmhost (wasmtime runtime, tokio, hyper, tokio-postgres)"
         elif dso.startswith("lib"):
             kind = "C library (malloc, memcpy)"
