@@ -36,6 +36,15 @@ pub struct PoolLabels {
     pub state: &'static str,
 }
 
+/// A request in flight; see [`Metrics::request_started`].
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -123,12 +132,14 @@ impl Metrics {
         }
     }
 
-    pub fn request_started(&self) {
+    /// Counts a request in flight until the returned guard is dropped, which
+    /// also happens when the client goes away mid-request.
+    pub fn request_started(&self) -> InFlight {
         self.in_flight.inc();
+        InFlight(self.in_flight.clone())
     }
 
     pub fn request_finished(&self, component: &str, route: &str, status: u16, seconds: f64) {
-        self.in_flight.dec();
         self.requests
             .get_or_create(&RequestLabels {
                 component: component.to_string(),

@@ -116,7 +116,13 @@ pub fn engine(settings: &RuntimeSettings) -> Result<Engine> {
         .max_core_instances_per_component(32)
         .max_tables_per_component(16)
         .max_memory_size(settings.memory_limit_bytes)
-        .max_unused_warm_slots(64);
+        .max_unused_warm_slots(64)
+        // Reset the first pages of a reused slot by copying instead of
+        // returning them to the kernel: the madvise, page faults and TLB
+        // shootdowns that otherwise follow every request cost about 40% of a
+        // small request's CPU (bench/README.md).
+        .linear_memory_keep_resident(4 << 20)
+        .table_keep_resident(64 << 10);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     Engine::new(&config)
         .map_err(anyhow::Error::from)

@@ -25,6 +25,9 @@ use crate::runtime::{Runtime, is_deadline};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// How long a request may wait for a free slot under the concurrency cap.
+const ADMISSION_WAIT: Duration = Duration::from_millis(50);
+
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub request_timeout: Duration,
@@ -139,7 +142,7 @@ impl Server {
         started: Instant,
     ) -> (String, String, Response<HyperOutgoingBody>) {
         let metrics = &self.runtime.shared.metrics;
-        metrics.request_started();
+        let _in_flight = metrics.request_started();
         let Some(matched) = self.router.route(req.uri().path()) else {
             return (
                 "-".into(),
@@ -151,7 +154,12 @@ impl Server {
         let component_id = matched.component.clone();
         let respond = |r| (route.clone(), component_id.clone(), r);
 
-        let Ok(permit) = self.admission.clone().try_acquire_owned() else {
+        // A short wait absorbs the moment between a guest answering and its
+        // instance being torn down, when the client already sends its next
+        // request; a server that is really full still answers 503 at once.
+        let admitted =
+            tokio::time::timeout(ADMISSION_WAIT, self.admission.clone().acquire_owned()).await;
+        let Ok(Ok(permit)) = admitted else {
             metrics.rejected("concurrency");
             let mut response = json_error(
                 StatusCode::SERVICE_UNAVAILABLE,

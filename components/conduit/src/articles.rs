@@ -294,7 +294,9 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     let db = db::connect()?;
     // The tag upsert uses DO UPDATE (a no-op rename) rather than DO NOTHING so
     // that RETURNING yields existing tags too, including ones another
-    // transaction committed a moment ago.
+    // transaction committed a moment ago. Tags are upserted in name order so
+    // that concurrent creations lock shared tags in the same order and
+    // cannot deadlock.
     let rows = db::query(
         &db,
         "WITH new_article AS ( \
@@ -306,7 +308,7 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
            SELECT value AS name, ordinality::integer AS position \
            FROM json_array_elements_text($6::text::json) WITH ORDINALITY), \
          upserted_tags AS ( \
-           INSERT INTO tags (name) SELECT name FROM input_tags \
+           INSERT INTO tags (name) SELECT name FROM input_tags ORDER BY name \
            ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id, name), \
          linked AS ( \
            INSERT INTO article_tags (article_id, tag_id, position) \

@@ -112,6 +112,9 @@ pub fn login(req: &Request, _params: &PathParams) -> Result<Response, Error> {
         ),
         &[email.to_owned().into()],
     )?;
+    // Back to the pool before the deliberate, CPU-bound hash: a connection
+    // held through it would cap concurrent logins at the pool's size.
+    drop(db);
     let invalid = Error::Unauthorized {
         field: "email or password",
         message: "is invalid",
