@@ -9,6 +9,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use host::{admin, manifest, metrics, migrate, postgres, routing, runtime, server, variables};
 
+/// Every request allocates and frees many small objects (stores, resource
+/// tables, headers) across threads; mimalloc's thread-local free lists cost
+/// less than glibc malloc's arenas here (bench/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A production server for Spin HTTP applications, built on wasmtime.
 #[derive(Parser)]
 #[command(name = "wasmhost", version)]

@@ -1,6 +1,14 @@
 //! The public HTTP listener and the request path, top to bottom:
-//! route -> admit (concurrency cap) -> read the body (size cap, deadline) ->
-//! fresh store and instance -> call `wasi:http/incoming-handler` -> respond.
+//! route -> read the body (size cap, deadline, upload cap) -> admit
+//! (concurrency cap) -> fresh store and instance -> call
+//! `wasi:http/incoming-handler` -> respond.
+//!
+//! The body is read before admission so that a slow upload (a body trickled
+//! a byte at a time) holds one of the upload slots until the request's
+//! deadline answers it with 408, never one of the guest slots: a handful of
+//! slow clients cannot starve the instances. Bodies in memory are bounded by
+//! the two caps (uploads being received plus requests admitted, each at most
+//! the body limit).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +18,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -25,7 +33,8 @@ use crate::runtime::{Runtime, is_deadline};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// How long a request may wait for a free slot under the concurrency cap.
+/// How long a request may wait for a free slot under the concurrency cap or
+/// the upload cap.
 const ADMISSION_WAIT: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
@@ -43,6 +52,7 @@ pub struct Server {
     runtime: Arc<Runtime>,
     router: Router,
     admission: Arc<Semaphore>,
+    uploads: Arc<Semaphore>,
     settings: ServerSettings,
     draining: std::sync::atomic::AtomicBool,
 }
@@ -59,6 +69,15 @@ fn json_error(status: StatusCode, field: &str, message: &str) -> Response<HyperO
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    response
+}
+
+/// 503 with `Retry-After`: a cap is full for now.
+fn busy(message: &str) -> Response<HyperOutgoingBody> {
+    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "server", message);
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
@@ -80,10 +99,12 @@ fn request_id(req: &Request<Incoming>) -> HeaderValue {
 impl Server {
     pub fn new(runtime: Arc<Runtime>, router: Router, settings: ServerSettings) -> Self {
         let admission = Arc::new(Semaphore::new(runtime.settings.max_concurrency));
+        let uploads = Arc::new(Semaphore::new(runtime.settings.max_concurrency));
         Server {
             runtime,
             router,
             admission,
+            uploads,
             settings,
             draining: std::sync::atomic::AtomicBool::new(false),
         }
@@ -154,24 +175,6 @@ impl Server {
         let component_id = matched.component.clone();
         let respond = |r| (route.clone(), component_id.clone(), r);
 
-        // A short wait absorbs the moment between a guest answering and its
-        // instance being torn down, when the client already sends its next
-        // request; a server that is really full still answers 503 at once.
-        let admitted =
-            tokio::time::timeout(ADMISSION_WAIT, self.admission.clone().acquire_owned()).await;
-        let Ok(Ok(permit)) = admitted else {
-            metrics.rejected("concurrency");
-            let mut response = json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server",
-                "too many concurrent requests; retry shortly",
-            );
-            response
-                .headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return respond(response);
-        };
-
         let deadline = started + self.settings.request_timeout;
         let (mut parts, body) = req.into_parts();
         let limit = self.settings.max_body_bytes;
@@ -191,9 +194,15 @@ impl Server {
             metrics.rejected("body_too_large");
             return respond(too_large());
         }
-        // The body is read before an instance exists, so a slow client holds
-        // a connection, not a guest.
-        let body =
+        let body = if body.is_end_stream() {
+            Bytes::new()
+        } else {
+            let upload =
+                tokio::time::timeout(ADMISSION_WAIT, self.uploads.clone().acquire_owned()).await;
+            let Ok(Ok(_upload)) = upload else {
+                metrics.rejected("uploads");
+                return respond(busy("too many uploads in progress; retry shortly"));
+            };
             match tokio::time::timeout_at(deadline.into(), Limited::new(body, limit).collect())
                 .await
             {
@@ -220,7 +229,18 @@ impl Server {
                         "the request body did not arrive in time",
                     ));
                 }
-            };
+            }
+        };
+
+        // A short wait absorbs the moment between a guest answering and its
+        // instance being torn down, when the client already sends its next
+        // request; a server that is really full still answers 503 at once.
+        let admitted =
+            tokio::time::timeout(ADMISSION_WAIT, self.admission.clone().acquire_owned()).await;
+        let Ok(Ok(permit)) = admitted else {
+            metrics.rejected("concurrency");
+            return respond(busy("too many concurrent requests; retry shortly"));
+        };
 
         let Some(component) = self.runtime.components.get(&component_id) else {
             return respond(json_error(

@@ -408,6 +408,74 @@ async fn requests_past_the_concurrency_cap_get_503_with_retry_after() {
     assert_eq!(get(format!("{}/hello", host.base)).await.0, 200);
 }
 
+/// A body trickled a byte at a time is answered 408 at the request deadline,
+/// and while it trickles it holds an upload slot, not the only guest slot.
+#[tokio::test]
+async fn a_trickled_body_gets_408_at_the_deadline_without_taking_a_guest_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, |c| {
+        c.arg("--max-concurrency")
+            .arg("1")
+            .arg("--request-timeout-ms")
+            .arg("3000")
+    })
+    .await;
+    let address = host.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let trickle = tokio::spawn(async move {
+        let mut response = Vec::new();
+        loop {
+            let mut buffer = [0u8; 1024];
+            tokio::select! {
+                read = stream.read(&mut buffer) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        response.extend_from_slice(&buffer[..n]);
+                        if response.windows(4).any(|w| w == b"\r\n\r\n") {
+                            break;
+                        }
+                    }
+                },
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    if stream.write_all(b"a").await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        (
+            String::from_utf8_lossy(&response).into_owned(),
+            started.elapsed(),
+        )
+    });
+    // While the body trickles, the one guest slot still serves others.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..5 {
+        assert_eq!(get(format!("{}/hello", host.base)).await.0, 200);
+    }
+    let (response, elapsed) = trickle.await.unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 408"),
+        "trickled body: {response:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(2500) && elapsed < Duration::from_secs(6),
+        "408 after {elapsed:?}, deadline 3 s"
+    );
+    assert!(
+        host.metrics()
+            .await
+            .unwrap()
+            .contains("reason=\"body_timeout\"")
+    );
+}
+
 #[tokio::test]
 async fn sigterm_lets_a_slow_request_finish_and_refuses_new_connections() {
     let db = ScratchDb::create().await.unwrap();

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ClientConfig, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme};
 
@@ -90,8 +91,7 @@ fn root_store(root_cert: Option<&PathBuf>) -> Result<RootCertStore> {
         Some(path) => {
             let pem = std::fs::read(path)
                 .with_context(|| format!("cannot read sslrootcert {}", path.display()))?;
-            let mut reader = pem.as_slice();
-            for cert in rustls_pemfile::certs(&mut reader) {
+            for cert in CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.with_context(|| format!("invalid PEM in {}", path.display()))?;
                 roots
                     .add(cert)
