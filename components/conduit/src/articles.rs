@@ -13,7 +13,7 @@
 use spin_sdk::http::{Request, Response};
 use spin_sdk::pg4::{Connection, ParameterValue};
 
-use crate::auth::{AuthUser, viewer_id};
+use crate::auth::{AuthUser, existing_viewer, gone_user};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{
@@ -214,11 +214,13 @@ fn article_response(
     security((), ("Token" = []))
 )]
 pub fn list(req: &Request, _params: &PathParams) -> Result<Response, Error> {
-    let viewer = viewer_id(AuthUser::optional(req)?);
+    let user = AuthUser::optional(req)?;
     let pairs = query_pairs(req.query());
     let page = Page::from_query(&pairs)?;
     let filter = ListFilter::from_query(&pairs);
-    list_response(&db::connect()?, viewer, page, &filter)
+    let db = db::connect()?;
+    let viewer = existing_viewer(user, &db)?;
+    list_response(&db, viewer, page, &filter)
 }
 
 #[utoipa::path(
@@ -239,11 +241,13 @@ pub fn list(req: &Request, _params: &PathParams) -> Result<Response, Error> {
 pub fn feed(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     let caller = AuthUser::required(req)?;
     let page = Page::from_query(&query_pairs(req.query()))?;
+    let db = db::connect()?;
+    let caller = caller.ensure_exists(&db)?;
     let filter = ListFilter {
         followed_by: Some(caller.id),
         ..ListFilter::default()
     };
-    list_response(&db::connect()?, caller.id, page, &filter)
+    list_response(&db, caller.id, page, &filter)
 }
 
 #[utoipa::path(
@@ -259,9 +263,11 @@ pub fn feed(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     security((), ("Token" = []))
 )]
 pub fn get(req: &Request, params: &PathParams) -> Result<Response, Error> {
-    let viewer = viewer_id(AuthUser::optional(req)?);
+    let user = AuthUser::optional(req)?;
     let slug = params.get("slug")?;
-    article_response(&db::connect()?, viewer, slug, 200)
+    let db = db::connect()?;
+    let viewer = existing_viewer(user, &db)?;
+    article_response(&db, viewer, slug, 200)
 }
 
 #[utoipa::path(
@@ -395,6 +401,8 @@ pub fn update(req: &Request, params: &PathParams) -> Result<Response, Error> {
     let row = db::first_row(&rows).ok_or(Error::NotFound("article"))?;
     let is_author: bool = db::column(row, 0)?;
     if !is_author {
+        // Somebody else's article, unless the caller no longer exists.
+        caller.ensure_exists(&db)?;
         return Err(Error::Forbidden("article"));
     }
     let new_slug: String = db::column(row, 1)?;
@@ -429,6 +437,7 @@ pub fn delete(req: &Request, params: &PathParams) -> Result<Response, Error> {
     let row = db::first_row(&rows).ok_or(Error::NotFound("article"))?;
     let is_author: bool = db::column(row, 0)?;
     if !is_author {
+        caller.ensure_exists(&db)?;
         return Err(Error::Forbidden("article"));
     }
     Ok(no_content())
@@ -475,12 +484,22 @@ pub fn unfavorite(req: &Request, params: &PathParams) -> Result<Response, Error>
     let caller = AuthUser::required(req)?;
     let slug = params.get("slug")?;
     let db = db::connect()?;
-    db::query(
+    // The statement also tells whether the caller still exists: removing a
+    // favorite that cannot exist must not look like success to a deleted user.
+    let rows = db::query(
         &db,
-        "DELETE FROM favorites fv USING articles a \
-         WHERE fv.article_id = a.id AND a.slug = $2::text AND fv.user_id = $1::bigint",
+        "WITH removed AS (DELETE FROM favorites fv USING articles a \
+             WHERE fv.article_id = a.id AND a.slug = $2::text AND fv.user_id = $1::bigint) \
+         SELECT EXISTS (SELECT 1 FROM users WHERE id = $1::bigint)",
         &[caller.id.into(), slug.to_owned().into()],
     )?;
+    let caller_exists: bool = db::column(
+        db::first_row(&rows).ok_or_else(|| Error::Internal("unfavorite returned no row".into()))?,
+        0,
+    )?;
+    if !caller_exists {
+        return Err(gone_user());
+    }
     article_response(&db, caller.id, slug, 200)
 }
 

@@ -18,7 +18,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use spin_sdk::http::Request;
+use spin_sdk::pg4::Connection;
 
+use crate::db;
 use crate::error::Error;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -235,15 +237,41 @@ impl AuthUser {
         let id = claims.sub.parse().map_err(|_| TokenError::Malformed)?;
         Ok(Some(AuthUser { id }))
     }
+
+    /// Confirms that the token's user still exists. A token outlives its
+    /// user (it is checked without the database), so operations that would
+    /// otherwise not notice a deleted user call this: such a token gets 401
+    /// everywhere, never a page as somebody who is gone.
+    pub fn ensure_exists(self, db: &Connection) -> Result<AuthUser, Error> {
+        let rows = db::query(
+            db,
+            "SELECT 1 FROM users WHERE id = $1::bigint",
+            &[self.id.into()],
+        )?;
+        db::first_row(&rows).map(|_| self).ok_or_else(gone_user)
+    }
+}
+
+/// The viewer of an operation that also works anonymously: [`ANONYMOUS_ID`]
+/// without a token, else the token's user, who must still exist.
+pub fn existing_viewer(user: Option<AuthUser>, db: &Connection) -> Result<i64, Error> {
+    match user {
+        None => Ok(ANONYMOUS_ID),
+        Some(user) => Ok(user.ensure_exists(db)?.id),
+    }
+}
+
+/// A valid token whose user no longer exists.
+pub fn gone_user() -> Error {
+    Error::Unauthorized {
+        field: "token",
+        message: "refers to a user that no longer exists",
+    }
 }
 
 /// The id the SQL uses for "nobody" when no one is logged in: identities start
 /// at 1, so no follow or favorite row ever matches it.
 pub const ANONYMOUS_ID: i64 = 0;
-
-pub fn viewer_id(user: Option<AuthUser>) -> i64 {
-    user.map_or(ANONYMOUS_ID, |user| user.id)
-}
 
 /// Argon2id with the OWASP-recommended minimum: 19 MiB of memory, 2
 /// iterations, 1 lane.

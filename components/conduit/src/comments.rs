@@ -3,7 +3,7 @@
 
 use spin_sdk::http::{Request, Response};
 
-use crate::auth::{AuthUser, viewer_id};
+use crate::auth::{AuthUser, existing_viewer};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{Comment, MultipleCommentsResponse, NewCommentRequest, SingleCommentResponse};
@@ -35,9 +35,10 @@ fn comment_json() -> String {
     security((), ("Token" = []))
 )]
 pub fn list(req: &Request, params: &PathParams) -> Result<Response, Error> {
-    let viewer = viewer_id(AuthUser::optional(req)?);
+    let user = AuthUser::optional(req)?;
     let slug = params.get("slug")?;
     let db = db::connect()?;
+    let viewer = existing_viewer(user, &db)?;
     let rows = db::query(
         &db,
         &format!(
@@ -136,6 +137,7 @@ pub fn delete(req: &Request, params: &PathParams) -> Result<Response, Error> {
     let row = db::first_row(&rows).ok_or(Error::NotFound("comment"))?;
     let is_author: bool = db::column(row, 0)?;
     if !is_author {
+        caller.ensure_exists(&db)?;
         return Err(Error::Forbidden("comment"));
     }
     Ok(no_content())

@@ -155,10 +155,7 @@ pub fn from_db_failure(failure: &DbFailure) -> Error {
         // The caller's own row is gone (a user deleted while their token is
         // still unexpired): the token no longer identifies anyone.
         FOREIGN_KEY_VIOLATION if CALLER_FOREIGN_KEYS.iter().any(|key| failure.mentions(key)) => {
-            Error::Unauthorized {
-                field: "token",
-                message: "refers to a user that no longer exists",
-            }
+            crate::auth::gone_user()
         }
         FOREIGN_KEY_VIOLATION => Error::NotFound("body"),
         _ => Error::Internal(format!("database error {}: {}", failure.code, failure.text)),

@@ -6,7 +6,7 @@
 
 use spin_sdk::http::{Request, Response};
 
-use crate::auth::{AuthUser, viewer_id};
+use crate::auth::{AuthUser, existing_viewer, gone_user};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{Profile, ProfileResponse};
@@ -32,9 +32,10 @@ fn profile_response(rows: &spin_sdk::pg4::RowSet) -> Result<Response, Error> {
     security((), ("Token" = []))
 )]
 pub fn get(req: &Request, params: &PathParams) -> Result<Response, Error> {
-    let viewer = viewer_id(AuthUser::optional(req)?);
+    let user = AuthUser::optional(req)?;
     let username = params.get("username")?;
     let db = db::connect()?;
+    let viewer = existing_viewer(user, &db)?;
     let rows = db::query(
         &db,
         &format!(
@@ -96,9 +97,20 @@ pub fn unfollow(req: &Request, params: &PathParams) -> Result<Response, Error> {
         "WITH target AS (SELECT id, username, bio, image FROM users WHERE username = $2::text), \
          unfollowed AS (DELETE FROM follows f USING target \
                         WHERE f.follower_id = $1::bigint AND f.followee_id = target.id) \
-         SELECT json_build_object('username', username, 'bio', bio, 'image', image, \
-                                  'following', false)::text FROM target",
+         SELECT EXISTS (SELECT 1 FROM users WHERE id = $1::bigint), \
+                (SELECT json_build_object('username', username, 'bio', bio, 'image', image, \
+                                          'following', false)::text FROM target)",
         &[caller.id.into(), username.to_owned().into()],
     )?;
-    profile_response(&rows)
+    let row =
+        db::first_row(&rows).ok_or_else(|| Error::Internal("unfollow returned no row".into()))?;
+    // Unfollowing cannot fail for a caller who no longer exists, so the
+    // statement says whether the caller does.
+    let caller_exists: bool = db::column(row, 0)?;
+    if !caller_exists {
+        return Err(gone_user());
+    }
+    let profile: Option<String> = db::column(row, 1)?;
+    let profile: Profile = serde_json::from_str(&profile.ok_or(Error::NotFound("profile"))?)?;
+    json(200, &ProfileResponse { profile })
 }

@@ -8,7 +8,7 @@
 use spin_sdk::http::{Request, Response};
 use spin_sdk::pg4::DbValue;
 
-use crate::auth::{self, AuthUser, TokenConfig};
+use crate::auth::{self, AuthUser, TokenConfig, gone_user};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{LoginUserRequest, NewUserRequest, UpdateUserRequest, User, UserResponse};
@@ -150,16 +150,8 @@ pub fn current(req: &Request, _params: &PathParams) -> Result<Response, Error> {
         &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1::bigint"),
         &[caller.id.into()],
     )?;
-    let row = db::first_row(&rows).ok_or(gone_user())?;
+    let row = db::first_row(&rows).ok_or_else(gone_user)?;
     user_response(200, user_from_row(row, &tokens)?)
-}
-
-/// A valid token whose user no longer exists.
-fn gone_user() -> Error {
-    Error::Unauthorized {
-        field: "token",
-        message: "refers to a user that no longer exists",
-    }
 }
 
 #[utoipa::path(
@@ -237,6 +229,6 @@ pub fn update(req: &Request, _params: &PathParams) -> Result<Response, Error> {
             image.into(),
         ],
     )?;
-    let row = db::first_row(&rows).ok_or(gone_user())?;
+    let row = db::first_row(&rows).ok_or_else(gone_user)?;
     user_response(200, user_from_row(row, &tokens)?)
 }

@@ -36,7 +36,7 @@ fn is_error_body(reply: &Reply) -> bool {
 /// (method, path, body) of endpoints that read the caller from the token:
 /// required auth, optional auth (an invalid token must not silently become
 /// anonymous), reads and writes.
-fn endpoints(victim: &str, slug: &str) -> Vec<(&'static str, String, Option<Value>)> {
+fn endpoints(victim: &str, slug: &str, comment: i64) -> Vec<(&'static str, String, Option<Value>)> {
     vec![
         ("GET", "/api/user".into(), None),
         (
@@ -59,6 +59,20 @@ fn endpoints(victim: &str, slug: &str) -> Vec<(&'static str, String, Option<Valu
             format!("/api/articles/{slug}/comments"),
             Some(json!({"comment": {"body": "forged"}})),
         ),
+        ("GET", format!("/api/articles/{slug}"), None),
+        (
+            "PUT",
+            format!("/api/articles/{slug}"),
+            Some(json!({"article": {"title": "forged"}})),
+        ),
+        ("GET", format!("/api/articles/{slug}/comments"), None),
+        (
+            "DELETE",
+            format!("/api/articles/{slug}/comments/{comment}"),
+            None,
+        ),
+        ("DELETE", format!("/api/articles/{slug}/favorite"), None),
+        ("DELETE", format!("/api/profiles/{victim}/follow"), None),
         ("DELETE", format!("/api/articles/{slug}"), None),
     ]
 }
@@ -108,6 +122,16 @@ async fn forged_expired_orphaned_and_malformed_credentials_get_401_with_the_erro
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let comment = send_json(
+        &http,
+        "POST",
+        &format!("{base}/api/articles/{slug}/comments"),
+        Some(&victim_token),
+        &json!({"comment": {"body": "first"}}),
+    )
+    .await?;
+    ensure!(comment.status == 200, "create comment: {}", comment.text());
+    let comment_id = comment.json()["comment"]["id"].as_i64().unwrap_or_default();
 
     let claims = json!({"sub": victim_id, "iat": now() - 10, "exp": now() + 3600});
     let hs256_header = json!({"alg": "HS256", "typ": "JWT"});
@@ -224,7 +248,7 @@ async fn forged_expired_orphaned_and_malformed_credentials_get_401_with_the_erro
 
     let mut failures = Vec::new();
     for (what, authorization) in &credentials {
-        for (method, path, body) in endpoints("victim", &slug) {
+        for (method, path, body) in endpoints("victim", &slug, comment_id) {
             let reply = call(&http, base, method, &path, authorization, &body).await?;
             if reply.status != 401 || !is_error_body(&reply) {
                 failures.push(format!(
@@ -245,16 +269,11 @@ async fn forged_expired_orphaned_and_malformed_credentials_get_401_with_the_erro
     )
     .await?;
     let orphan = format!("Token {orphan_token}").into_bytes();
-    // Reads that only filter by the caller (the feed, lists, profiles) have
-    // nothing of a deleted user to show; every operation that acts as the
-    // caller must refuse.
-    for (method, path, body) in endpoints("victim", &slug)
-        .into_iter()
-        // Deleting someone else's article is a 403 for anybody.
-        .filter(|(method, path, _)| {
-            (*method != "GET" || path == "/api/user") && *method != "DELETE"
-        })
-    {
+    // The token is well signed and unexpired, but names nobody: every
+    // operation refuses it, reads included (not served as an anonymous or a
+    // ghost viewer), and so do writes that would otherwise answer 403 (someone
+    // else's article) or change nothing (an unfollow).
+    for (method, path, body) in endpoints("victim", &slug, comment_id) {
         let reply = call(&http, base, method, &path, &orphan, &body).await?;
         if reply.status != 401 || !is_error_body(&reply) {
             failures.push(format!(
