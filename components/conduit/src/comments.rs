@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorBody};
 use crate::models::{Comment, MultipleCommentsResponse, NewCommentRequest, SingleCommentResponse};
 use crate::router::PathParams;
 use crate::validate::Validator;
-use crate::web::{json, json_body, no_content};
+use crate::web::{json, json_body, json_text, no_content};
 
 /// SQL rendering comment `c` (author `u`) for the viewer `$1`.
 fn comment_json() -> String {
@@ -52,8 +52,8 @@ pub fn list(req: &Request, params: &PathParams) -> Result<Response, Error> {
         &[viewer.into(), slug.to_owned().into()],
     )?;
     let row = db::first_row(&rows).ok_or(Error::NotFound("article"))?;
-    let comments: MultipleCommentsResponse = db::json_column(row, 0)?;
-    json(200, &comments)
+    // The `MultipleCommentsResponse` document, built by PostgreSQL, as it came.
+    json_text(200, db::column(row, 0)?)
 }
 
 #[utoipa::path(

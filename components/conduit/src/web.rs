@@ -97,6 +97,16 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Response, Error> {
         .build())
 }
 
+/// A JSON document that is already text (one PostgreSQL built with
+/// `json_build_object` in the shape of a response model).
+pub fn json_text(status: u16, body: String) -> Result<Response, Error> {
+    Ok(Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body.into_bytes())
+        .build())
+}
+
 /// 204 No Content.
 pub fn no_content() -> Response {
     Response::new(204, Vec::<u8>::new())
