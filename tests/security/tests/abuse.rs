@@ -330,19 +330,38 @@ async fn attack(stack: &Stack, fd_limit: u64) -> Result<()> {
             "normal client during the idle connections and the slow bodies: {ok} of {total} ok (p99 {p99:?})"
         ));
     }
-    let timed_out_by_replica = stack
-        .nginx
-        .access_log()
-        .iter()
-        .filter(|entry| {
-            entry["request"] == "POST /api/articles HTTP/1.1"
-                && entry["status"] == 408
-                && entry["upstream_status"] == "408"
-        })
-        .count();
+    // nginx writes a request's log line when it is done with the connection,
+    // which after an early answer includes discarding the rest of the body
+    // (lingering close, up to 5 s without data): wait for both lines.
+    let logged = Instant::now();
+    let timed_out_by_replica = loop {
+        let count = stack
+            .nginx
+            .access_log()
+            .iter()
+            .filter(|entry| {
+                entry["request"] == "POST /api/articles HTTP/1.1"
+                    && entry["status"] == 408
+                    && entry["upstream_status"] == "408"
+            })
+            .count();
+        if count >= 2 || logged.elapsed() > Duration::from_secs(15) {
+            break count;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     if timed_out_by_replica != 2 {
+        let posts: Vec<String> = stack
+            .nginx
+            .access_log()
+            .iter()
+            .filter(|entry| entry["request"] == "POST /api/articles HTTP/1.1")
+            .map(|entry| entry.to_string())
+            .collect();
         failures.push(format!(
-            "{timed_out_by_replica} of the 2 slow bodies were timed out by a replica's deadline"
+            "{timed_out_by_replica} of the 2 slow bodies were timed out by a replica's deadline; \
+             nginx logged these article POSTs:\n{}",
+            posts.join("\n")
         ));
     }
     drop(idle);
