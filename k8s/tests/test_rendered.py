@@ -193,6 +193,22 @@ def test_api_pods_carry_the_labels_policies_select(variant):
     assert labels.get("app.kubernetes.io/component") == "api", f"{name}: API pods lack component=api"
 
 
+def test_ingress_streams_bodies_only_to_wasmhost(variant):
+    # wasmhost bounds a body's arrival by its request deadline (408); Spin
+    # does not, so for SpinKube ingress-nginx must keep buffering bodies.
+    name, expected, docs = variant
+    ingresses = of_kind(docs, "Ingress")
+    assert len(ingresses) == 2, f"{name}: expected the API and the auth Ingress"
+    for ingress in ingresses:
+        buffering = ingress["metadata"].get("annotations", {}).get(
+            "nginx.ingress.kubernetes.io/proxy-request-buffering"
+        )
+        if expected["runtime"] == "container":
+            assert buffering == "off", f"{name}: {ingress['metadata']['name']} buffers request bodies"
+        else:
+            assert buffering is None, f"{name}: {ingress['metadata']['name']} streams bodies to Spin"
+
+
 def test_network_is_default_deny_and_only_clients_reach_the_database(variant):
     name, expected, docs = variant
     policies = {doc["metadata"]["name"]: doc["spec"] for doc in of_kind(docs, "NetworkPolicy")}
