@@ -218,6 +218,17 @@ impl PostgresCluster {
         if self.process.is_some() {
             bail!("PostgreSQL is already running");
         }
+        // Whatever answers on the port would pass the readiness check below,
+        // and the init script and migrations would then run against it (for
+        // example the cluster of another stack started from the same
+        // checkout, while this server refuses its data directory's lock).
+        if let Err(error) = std::net::TcpListener::bind(("127.0.0.1", self.port)) {
+            bail!(
+                "port {} on 127.0.0.1 is taken ({error}); is another stack or PostgreSQL \
+                 running there? Stop it or choose another port.",
+                self.port
+            );
+        }
         let mut command = command_as(&self.bin_dir.join("postgres"), self.run_as.as_ref());
         command
             .arg("-D")
