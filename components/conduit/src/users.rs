@@ -45,6 +45,7 @@ fn missing(field: &str) -> Error {
     responses(
         (status = 201, description = "The new user, with a token", body = UserResponse),
         (status = 422, description = "Invalid input, or username or email already taken", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address (the deployment's proxy limits them); retry after `Retry-After` seconds", body = ErrorBody),
     )
 )]
 pub fn register(req: &Request, _params: &PathParams) -> Result<Response, Error> {
@@ -91,6 +92,7 @@ pub fn register(req: &Request, _params: &PathParams) -> Result<Response, Error> 
         (status = 200, description = "The user, with a fresh token", body = UserResponse),
         (status = 401, description = "Unknown email or wrong password", body = ErrorBody),
         (status = 422, description = "Invalid input", body = ErrorBody),
+        (status = 429, description = "Too many login attempts from this address (the deployment's proxy limits them); retry after `Retry-After` seconds", body = ErrorBody),
     )
 )]
 pub fn login(req: &Request, _params: &PathParams) -> Result<Response, Error> {
