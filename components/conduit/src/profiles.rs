@@ -6,7 +6,7 @@
 
 use spin_sdk::http::{Request, Response};
 
-use crate::auth::{AuthUser, existing_viewer, gone_user};
+use crate::auth::{AuthUser, existing_viewer};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{Profile, ProfileResponse};
@@ -92,25 +92,17 @@ pub fn unfollow(req: &Request, params: &PathParams) -> Result<Response, Error> {
     let caller = AuthUser::required(req)?;
     let username = params.get("username")?;
     let db = db::connect()?;
+    // Removing a follow cannot fail for a caller who no longer exists, so
+    // that is checked first.
+    let caller = caller.ensure_exists(&db)?;
     let rows = db::query(
         &db,
         "WITH target AS (SELECT id, username, bio, image FROM users WHERE username = $2::text), \
          unfollowed AS (DELETE FROM follows f USING target \
                         WHERE f.follower_id = $1::bigint AND f.followee_id = target.id) \
-         SELECT EXISTS (SELECT 1 FROM users WHERE id = $1::bigint), \
-                (SELECT json_build_object('username', username, 'bio', bio, 'image', image, \
-                                          'following', false)::text FROM target)",
+         SELECT json_build_object('username', username, 'bio', bio, 'image', image, \
+                                  'following', false)::text FROM target",
         &[caller.id.into(), username.to_owned().into()],
     )?;
-    let row =
-        db::first_row(&rows).ok_or_else(|| Error::Internal("unfollow returned no row".into()))?;
-    // Unfollowing cannot fail for a caller who no longer exists, so the
-    // statement says whether the caller does.
-    let caller_exists: bool = db::column(row, 0)?;
-    if !caller_exists {
-        return Err(gone_user());
-    }
-    let profile: Option<String> = db::column(row, 1)?;
-    let profile: Profile = serde_json::from_str(&profile.ok_or(Error::NotFound("profile"))?)?;
-    json(200, &ProfileResponse { profile })
+    profile_response(&rows)
 }
