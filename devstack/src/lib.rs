@@ -7,6 +7,7 @@
 //! Every process it starts lives in its own process group and is killed when
 //! its handle is dropped, so a failing test leaves nothing running.
 
+pub mod docker;
 pub mod nginx;
 pub mod postgres;
 pub mod process;

@@ -5,6 +5,8 @@
 //! (so it is stopped with the stack and its log is streamed like the others).
 //! [`ScratchDatabase`] is a uniquely named database with its own roles on an
 //! existing server, for tests that need a fresh schema; it is dropped on Drop.
+//! [`test_database_url`] decides which server the tests use: `TEST_DATABASE_URL`,
+//! a container started with `testcontainers`, or the local server.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,6 +18,9 @@ use tokio::process::Command;
 use url::Url;
 
 use crate::process::{self, Echo, LogTail, ManagedChild, command_as};
+
+mod test_server;
+pub use test_server::{LOCAL_TEST_DATABASE_URL, POSTGRES_IMAGE, test_database_url};
 
 /// The user PostgreSQL's server binaries run as when we are root.
 #[derive(Clone, Debug)]
@@ -319,12 +324,6 @@ pub struct ScratchDatabase {
     admin_url: String,
 }
 
-/// The superuser URL tests use: `$TEST_DATABASE_URL`, else the local server.
-pub fn test_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
-}
-
 /// A random lowercase hex string from the kernel's CSPRNG.
 pub fn random_hex(bytes: usize) -> Result<String> {
     use std::io::Read;
@@ -349,7 +348,7 @@ impl ScratchDatabase {
         let owner_password = random_hex(16)?;
         let app_password = random_hex(16)?;
 
-        let admin = Url::parse(admin_url).context("TEST_DATABASE_URL is not a URL")?;
+        let admin = Url::parse(admin_url).context("the superuser URL is not a URL")?;
         let with = |user: &str, password: Option<&str>| -> Result<String> {
             let mut url = admin.clone();
             url.set_path(&format!("/{name}"));

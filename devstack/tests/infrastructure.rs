@@ -49,7 +49,7 @@ async fn private_cluster_keeps_committed_rows_across_a_fast_restart() -> Result<
 
 #[tokio::test]
 async fn scratch_database_gives_the_app_role_rows_but_no_ddl_and_is_dropped() -> Result<()> {
-    let admin = test_database_url();
+    let admin = test_database_url().await?;
     let scratch = ScratchDatabase::create(&admin).await?;
     psql(
         &scratch.owner_url,

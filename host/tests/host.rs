@@ -561,9 +561,10 @@ async fn metrics_and_readiness_report_the_host_state() {
 async fn tls_follows_sslmode() {
     let db = ScratchDb::create().await.unwrap();
     let (_, ssl) = {
-        let (client, conn) = tokio_postgres::connect(&support::admin_url(), tokio_postgres::NoTls)
-            .await
-            .unwrap();
+        let (client, conn) =
+            tokio_postgres::connect(&support::admin_url().await, tokio_postgres::NoTls)
+                .await
+                .unwrap();
         tokio::spawn(conn);
         let row = client.query_one("SHOW ssl", &[]).await.unwrap();
         ((), row.get::<_, String>(0))

@@ -1,9 +1,10 @@
 //! Test support: scratch PostgreSQL databases and `wasmhost` processes.
 //!
-//! PostgreSQL comes from `TEST_DATABASE_URL` (a superuser URL; default: the
-//! local server on 127.0.0.1:5432). Each test gets its own database, dropped
-//! afterwards, and its own host process, killed when the test ends even if
-//! it fails.
+//! PostgreSQL comes from `devstack::postgres::test_database_url` (a superuser
+//! URL: `TEST_DATABASE_URL` when set, else a container when a Docker engine
+//! answers, else the local server on 127.0.0.1:5432). Each test gets its own
+//! database, dropped afterwards, and its own host process, killed when the
+//! test ends even if it fails.
 
 #![allow(dead_code)]
 
@@ -15,9 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
+/// The superuser URL of the test server (chosen once per test binary).
+pub async fn admin_url() -> String {
+    devstack::postgres::test_database_url()
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"))
 }
 
 fn workspace_root() -> PathBuf {
@@ -51,15 +54,10 @@ pub fn fixture_manifest(extra_replacements: &[(&str, &str)]) -> String {
     text
 }
 
-async fn admin_client() -> Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+async fn admin_client(admin_url: &str) -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
         .await
-        .with_context(|| {
-            format!(
-                "cannot reach PostgreSQL at TEST_DATABASE_URL={}",
-                admin_url()
-            )
-        })?;
+        .with_context(|| format!("cannot reach the test PostgreSQL server at {admin_url}"))?;
     tokio::spawn(conn);
     Ok(client)
 }
@@ -67,6 +65,8 @@ async fn admin_client() -> Result<tokio_postgres::Client> {
 /// A database that exists for one test.
 pub struct ScratchDb {
     pub name: String,
+    /// The superuser URL of the server it lives on.
+    admin_url: String,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -78,23 +78,24 @@ impl ScratchDb {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::SeqCst)
         );
-        admin_client()
+        let admin_url = admin_url().await;
+        admin_client(&admin_url)
             .await?
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await?;
-        Ok(ScratchDb { name })
+        Ok(ScratchDb { name, admin_url })
     }
 
     /// The superuser URL for this database, with the given sslmode.
     pub fn url(&self, sslmode: &str) -> String {
-        let mut url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
+        let mut url = url::Url::parse(&self.admin_url).expect("the admin URL is a URL");
         url.set_path(&format!("/{}", self.name));
         url.set_query(Some(&format!("sslmode={sslmode}")));
         url.to_string()
     }
 
     pub fn host_port(&self) -> (String, u16) {
-        let url = url::Url::parse(&admin_url()).expect("TEST_DATABASE_URL is a URL");
+        let url = url::Url::parse(&self.admin_url).expect("the admin URL is a URL");
         (
             url.host_str().unwrap_or("127.0.0.1").to_string(),
             url.port().unwrap_or(5432),
@@ -103,7 +104,7 @@ impl ScratchDb {
 
     /// Terminates every server connection to this database.
     pub async fn terminate_connections(&self) -> Result<u64> {
-        let client = admin_client().await?;
+        let client = admin_client(&self.admin_url).await?;
         let rows = client
             .query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
@@ -118,6 +119,7 @@ impl ScratchDb {
 impl Drop for ScratchDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let admin_url = self.admin_url.clone();
         // Drop runs outside any async context the test may still hold.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -125,7 +127,7 @@ impl Drop for ScratchDb {
                 .build()
                 .ok()?;
             rt.block_on(async {
-                let client = admin_client().await.ok()?;
+                let client = admin_client(&admin_url).await.ok()?;
                 client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await

@@ -6,9 +6,10 @@
 //!
 //! Needs `target/release/wasmhost`, the components built for wasm32-wasip2
 //! (and the host's `test-app` fixture for the sandbox test), nginx and the
-//! PostgreSQL server binaries, and TEST_DATABASE_URL (a superuser URL; the
-//! default is the local server on 5432). The README's test command builds and
-//! installs them.
+//! PostgreSQL server binaries, and a PostgreSQL server from
+//! `devstack::postgres::test_database_url` (TEST_DATABASE_URL when set, else a
+//! container when a Docker engine answers, else the local server on 5432).
+//! The README's test command builds and installs them.
 
 mod abuse;
 mod auth;

@@ -57,7 +57,7 @@ impl Drop for InitRun {
 async fn the_api_role_from_init_sql_cannot_change_the_schema_and_migrations_run_as_the_owner()
 -> Result<()> {
     let _serial = support::serial().await;
-    let admin_url = test_database_url();
+    let admin_url = test_database_url().await?;
     // Unique names, so the run neither touches nor needs a real `conduit`.
     let name = format!("conduit_sec_{}", random_hex(4)?);
     let run = InitRun {

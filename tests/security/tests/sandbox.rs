@@ -76,7 +76,8 @@ async fn a_component_sees_only_its_files_its_variables_and_its_allowed_database(
 
     let (forbidden_port, accepted) = counting_listener().await?;
     let host_secret = format!("host-env-{}", random_hex(12)?);
-    let database = url::Url::parse(&test_database_url())?;
+    let admin_url = test_database_url().await?;
+    let database = url::Url::parse(&admin_url)?;
     let mut replica = Replica::new(ReplicaSpec {
         index: 1,
         api_port: free_port()?,
@@ -85,7 +86,7 @@ async fn a_component_sees_only_its_files_its_variables_and_its_allowed_database(
         manifest,
         root: root.clone(),
         env: vec![
-            ("SPIN_VARIABLE_DB_URL".into(), test_database_url()),
+            ("SPIN_VARIABLE_DB_URL".into(), admin_url.clone()),
             (
                 "SPIN_VARIABLE_DB_HOST".into(),
                 database.host_str().unwrap_or("127.0.0.1").into(),

@@ -122,7 +122,7 @@ impl Server {
     /// `extra_env` is added to (and may override) the usual variables.
     pub async fn start(extra_env: &[(&str, &str)]) -> Result<Server> {
         check_components()?;
-        let database = ScratchDatabase::create(&test_database_url()).await?;
+        let database = ScratchDatabase::create(&test_database_url().await?).await?;
         migrate(&database.owner_url).await?;
         let app_url = url::Url::parse(&database.app_url)?;
         let jwt_secret = random_hex(32)?;

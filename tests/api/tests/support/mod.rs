@@ -41,7 +41,7 @@ impl Server {
                 wasmhost.display()
             );
         }
-        let database = ScratchDatabase::create(&test_database_url()).await?;
+        let database = ScratchDatabase::create(&test_database_url().await?).await?;
         let migrate = tokio::process::Command::new(&wasmhost)
             .arg("migrate")
             .arg("--database-url")
