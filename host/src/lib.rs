@@ -5,10 +5,12 @@
 //! they import, with pooled outbound PostgreSQL. One module per capability:
 //! `manifest`, `routing`, `variables`, `outbound` (+ `outbound_http`),
 //! `postgres`, `runtime` (engine, limits, stores), `server` (the request
-//! path), `admin` (health and metrics), `migrate`.
+//! path), `admin` (health and metrics), `migrate`; `compat` holds the
+//! profiles that reproduce another runtime's observable behaviour.
 
 pub mod admin;
 pub mod bindings;
+pub mod compat;
 pub mod manifest;
 pub mod metrics;
 pub mod migrate;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use host::compat::Compat;
 use host::{admin, manifest, metrics, migrate, postgres, routing, runtime, server, variables};
 
 /// Every request allocates and frees many small objects (stores, resource
@@ -122,6 +123,11 @@ struct ServeArgs {
     /// Directory of precompiled components (written if missing).
     #[arg(long, env = "WASMHOST_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Behave as another runtime does where components can tell: `spin-3.6`
+    /// reports every database error as `query-error::text` worded as Spin
+    /// 3.6 does, and has no request body cap (`--max-body-bytes` is ignored).
+    #[arg(long, env = "WASMHOST_COMPAT", default_value = "wasmhost")]
+    compat: Compat,
 }
 
 fn init_logging(format: LogFormat) {
@@ -185,7 +191,7 @@ async fn run(command: Command) -> Result<()> {
                 max_concurrency,
                 memory_limit_bytes: memory_limit_mb << 20,
                 cache_dir: Some(cache_dir.clone()),
-                pool: pool_settings(1, true, 1000, 1000),
+                pool: pool_settings(1, true, 1000, 1000, Compat::Wasmhost),
             })?;
             for (id, component) in &manifest.components {
                 runtime::load_component(&engine, &component.source, Some(&cache_dir))
@@ -202,12 +208,14 @@ fn pool_settings(
     cache: bool,
     acquire_ms: u64,
     connect_ms: u64,
+    compat: Compat,
 ) -> postgres::PoolSettings {
     postgres::PoolSettings {
         max_connections: size.max(1),
         statement_cache: cache,
         connect_timeout: Duration::from_millis(connect_ms),
         acquire_timeout: Duration::from_millis(acquire_ms),
+        errors: compat.db_errors(),
     }
 }
 
@@ -272,6 +280,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             args.pg_statement_cache,
             args.pg_acquire_timeout_ms,
             args.pg_connect_timeout_ms,
+            args.compat,
         ),
     };
     let rt = Arc::new(runtime::Runtime::new(
@@ -297,7 +306,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         router,
         server::ServerSettings {
             request_timeout: Duration::from_millis(args.request_timeout_ms),
-            max_body_bytes: args.max_body_bytes,
+            max_body_bytes: args.compat.max_body_bytes(args.max_body_bytes),
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
             header_read_timeout: Duration::from_secs(10),
             idle_drain: Duration::from_secs(args.idle_drain_secs),
@@ -308,6 +317,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         listen = %args.listen,
         admin = %args.admin_listen,
         components = rt.components.len(),
+        compat = args.compat.name(),
         "serving"
     );
     let shutdown = {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -70,6 +70,74 @@ fn json_error(status: StatusCode, field: &str, message: &str) -> Response<HyperO
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// 413, closing the connection: the rest of the body is not read (beyond
+/// what `linger` discards).
+fn too_large(limit: usize) -> Response<HyperOutgoingBody> {
+    let mut response = json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body",
+        &format!("request body exceeds {limit} bytes"),
+    );
+    response
+        .headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// How long, and how much, `linger` keeps reading a refused body.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_BYTES: usize = 64 << 20;
+
+/// Reads and discards what a client still sends of a refused body, for a
+/// bounded time and amount, while the 413 goes out. Closing at once would
+/// leave unread bytes in the socket, and the kernel would answer them with a
+/// reset that can reach a client still writing its body before it reads the
+/// 413 (nginx's lingering close does the same).
+fn linger(body: Incoming) {
+    tokio::spawn(async move {
+        let mut body = body;
+        let deadline = tokio::time::Instant::now() + LINGER_TIME;
+        let mut discarded = 0usize;
+        while discarded < LINGER_BYTES {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(Some(Ok(frame))) => discarded += frame.data_ref().map_or(0, Bytes::len),
+                _ => break,
+            }
+        }
+    });
+}
+
+enum BodyError {
+    /// Over the limit; the rest of the body, still unread.
+    TooLarge(Incoming),
+    Unreadable,
+    TimedOut,
+}
+
+/// The whole body, at most `limit` bytes, by `deadline`.
+async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, BodyError> {
+    let mut collected = bytes::BytesMut::new();
+    loop {
+        match tokio::time::timeout_at(deadline.into(), body.frame()).await {
+            Err(_) => return Err(BodyError::TimedOut),
+            Ok(None) => return Ok(collected.freeze()),
+            Ok(Some(Err(_))) => return Err(BodyError::Unreadable),
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if collected.len() + data.len() > limit {
+                        return Err(BodyError::TooLarge(body));
+                    }
+                    collected.extend_from_slice(data);
+                }
+            }
+        }
+    }
 }
 
 /// 503 with `Retry-After`: a cap is full for now.
@@ -178,13 +246,6 @@ impl Server {
         let deadline = started + self.settings.request_timeout;
         let (mut parts, body) = req.into_parts();
         let limit = self.settings.max_body_bytes;
-        let too_large = || {
-            json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body",
-                &format!("request body exceeds {limit} bytes"),
-            )
-        };
         let declared = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -192,7 +253,8 @@ impl Server {
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit as u64) {
             metrics.rejected("body_too_large");
-            return respond(too_large());
+            linger(body);
+            return respond(too_large(limit));
         }
         let body = if body.is_end_stream() {
             Bytes::new()
@@ -203,25 +265,21 @@ impl Server {
                 metrics.rejected("uploads");
                 return respond(busy("too many uploads in progress; retry shortly"));
             };
-            match tokio::time::timeout_at(deadline.into(), Limited::new(body, limit).collect())
-                .await
-            {
-                Ok(Ok(collected)) => collected.to_bytes(),
-                Ok(Err(e))
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some() =>
-                {
+            match read_body(body, limit, deadline).await {
+                Ok(collected) => collected,
+                Err(BodyError::TooLarge(rest)) => {
                     metrics.rejected("body_too_large");
-                    return respond(too_large());
+                    linger(rest);
+                    return respond(too_large(limit));
                 }
-                Ok(Err(_)) => {
+                Err(BodyError::Unreadable) => {
                     return respond(json_error(
                         StatusCode::BAD_REQUEST,
                         "body",
                         "the request body could not be read",
                     ));
                 }
-                Err(_) => {
+                Err(BodyError::TimedOut) => {
                     metrics.rejected("body_timeout");
                     return respond(json_error(
                         StatusCode::REQUEST_TIMEOUT,

@@ -271,6 +271,46 @@ async fn a_unique_violation_reaches_the_component_with_its_sqlstate() {
 }
 
 #[tokio::test]
+async fn the_spin_profile_reports_a_unique_violation_as_spin_36_text() {
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, |c| c.arg("--compat").arg("spin-3.6")).await;
+    let (status, body) = get(format!("{}/pg/unique", host.base)).await;
+    // The fixture answers 500 with what it got when it is not a db-error.
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("QueryFailed(QueryError::Text("), "{body}");
+    // Spin 3.6's wording: the driver error's message, then its causes.
+    assert!(
+        body.contains(
+            r#"db error: ERROR: duplicate key value violates unique constraint \"uniq_pkey\""#
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"\n\nCaused by:\n    ERROR: duplicate key value"#),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_spin_profile_hands_the_component_bodies_over_the_host_cap() {
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, |c| {
+        c.arg("--max-body-bytes")
+            .arg("1024")
+            .env("WASMHOST_COMPAT", "spin-3.6")
+    })
+    .await;
+    let reply = http()
+        .post(format!("{}/echo", host.base))
+        .body(vec![b'a'; 64 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.bytes().await.unwrap().len(), 64 * 1024);
+}
+
+#[tokio::test]
 async fn a_postgres_address_outside_allowed_hosts_is_refused_without_connecting() {
     let db = ScratchDb::create().await.unwrap();
     // A listener that records any connection attempt.

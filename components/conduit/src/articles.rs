@@ -21,7 +21,9 @@ use crate::models::{
     UpdateArticleRequest,
 };
 use crate::router::PathParams;
-use crate::validate::{Validator, distinct_tags};
+use crate::validate::{
+    MAX_ARTICLE_BODY_CHARS, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, Validator, distinct_tags,
+};
 use crate::web::{Page, json, json_body, json_text, no_content, query_pairs, query_value};
 
 /// Longest slug prefix taken from a title, in bytes (the prefix is ASCII).
@@ -284,6 +286,7 @@ pub fn get(req: &Request, params: &PathParams) -> Result<Response, Error> {
         (status = 201, description = "The new article", body = SingleArticleResponse),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 422, description = "Invalid input", body = ErrorBody),
+        (status = 413, description = "Request body larger than 1 MiB", body = ErrorBody),
     ),
     security(("Token" = []))
 )]
@@ -294,13 +297,17 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     let title = validator.required("title", article.title.as_deref());
     let description = validator.required("description", article.description.as_deref());
     let body = validator.required("body", article.body.as_deref());
+    validator.max_chars("title", title, MAX_TITLE_CHARS);
+    validator.max_chars("description", description, MAX_DESCRIPTION_CHARS);
+    validator.max_chars("body", body, MAX_ARTICLE_BODY_CHARS);
+    let tags = distinct_tags(article.tag_list.as_deref().unwrap_or_default());
+    validator.tags(&tags);
     validator.finish()?;
     let (Some(title), Some(description), Some(body)) = (title, description, body) else {
         return Err(Error::Internal(
             "article fields passed validation but are missing".into(),
         ));
     };
-    let tags = distinct_tags(article.tag_list.as_deref().unwrap_or_default());
     let tags_json = serde_json::to_string(&tags)?;
 
     let db = db::connect()?;
@@ -353,6 +360,7 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
         (status = 403, description = "Not the author", body = ErrorBody),
         (status = 404, description = "No such article", body = ErrorBody),
         (status = 422, description = "Invalid input", body = ErrorBody),
+        (status = 413, description = "Request body larger than 1 MiB", body = ErrorBody),
     ),
     security(("Token" = []))
 )]
@@ -364,6 +372,13 @@ pub fn update(req: &Request, params: &PathParams) -> Result<Response, Error> {
     validator.not_blank_if_present("title", article.title.as_deref());
     validator.not_blank_if_present("description", article.description.as_deref());
     validator.not_blank_if_present("body", article.body.as_deref());
+    validator.max_chars("title", article.title.as_deref(), MAX_TITLE_CHARS);
+    validator.max_chars(
+        "description",
+        article.description.as_deref(),
+        MAX_DESCRIPTION_CHARS,
+    );
+    validator.max_chars("body", article.body.as_deref(), MAX_ARTICLE_BODY_CHARS);
     if article.title.is_none() && article.description.is_none() && article.body.is_none() {
         validator.add("article", "at least one field is required");
     }

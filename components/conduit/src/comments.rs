@@ -8,7 +8,7 @@ use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{Comment, MultipleCommentsResponse, NewCommentRequest, SingleCommentResponse};
 use crate::router::PathParams;
-use crate::validate::Validator;
+use crate::validate::{MAX_COMMENT_BODY_CHARS, Validator};
 use crate::web::{json, json_body, json_text, no_content};
 
 /// SQL rendering comment `c` (author `u`) for the viewer `$1`.
@@ -66,6 +66,7 @@ pub fn list(req: &Request, params: &PathParams) -> Result<Response, Error> {
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "No such article", body = ErrorBody),
         (status = 422, description = "Invalid input", body = ErrorBody),
+        (status = 413, description = "Request body larger than 1 MiB", body = ErrorBody),
     ),
     security(("Token" = []))
 )]
@@ -75,6 +76,7 @@ pub fn create(req: &Request, params: &PathParams) -> Result<Response, Error> {
     let NewCommentRequest { comment } = json_body(req)?;
     let mut validator = Validator::new();
     let body = validator.required("body", comment.body.as_deref());
+    validator.max_chars("body", body, MAX_COMMENT_BODY_CHARS);
     validator.finish()?;
     let body = body.ok_or_else(|| Error::Internal("comment body missing".into()))?;
 

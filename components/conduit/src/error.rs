@@ -36,6 +36,9 @@ pub enum Error {
     /// 405: the path exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed { allow: String },
+    /// 413: the request body is larger than the component reads.
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
     /// 503: the database cannot be reached right now; retrying may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -65,6 +68,7 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::MethodNotAllowed { .. } => 405,
+            Error::PayloadTooLarge { .. } => 413,
             Error::Unavailable(_) => 503,
             Error::Internal(_) => 500,
         }
@@ -80,6 +84,9 @@ impl Error {
             Error::Forbidden(field) => one(field, "is not yours to change"),
             Error::NotFound(field) => one(field, "not found"),
             Error::MethodNotAllowed { .. } => one("method", "is not allowed on this path"),
+            Error::PayloadTooLarge { limit } => {
+                one("body", &format!("request body exceeds {limit} bytes"))
+            }
             Error::Unavailable(_) => one("body", "the database is unavailable, retry later"),
             Error::Internal(_) => one("body", "internal server error"),
         };
@@ -134,6 +141,46 @@ impl DbFailure {
     fn mentions(&self, constraint: &str) -> bool {
         self.text.contains(constraint)
     }
+
+    /// Recognises a constraint violation in an error that came only as text.
+    ///
+    /// Spin 3.6 reports errors raised while a statement's rows are read, which
+    /// is where INSERT/UPDATE ... RETURNING fails on a constraint, as
+    /// `query-error::text` holding the driver's rendering of the server's
+    /// message (`db error: ERROR: duplicate key value violates unique
+    /// constraint "users_username_key" ...`) and no SQLSTATE. The server's
+    /// messages name the kind of constraint, which gives the SQLSTATE back.
+    pub fn from_text(text: &str) -> Option<DbFailure> {
+        const MESSAGES: &[(&str, &str)] = &[
+            (
+                "duplicate key value violates unique constraint",
+                UNIQUE_VIOLATION,
+            ),
+            ("violates foreign key constraint", FOREIGN_KEY_VIOLATION),
+            ("violates check constraint", CHECK_VIOLATION),
+        ];
+        MESSAGES
+            .iter()
+            .find(|(message, _)| text.contains(message))
+            .map(|(_, code)| DbFailure {
+                code: (*code).to_owned(),
+                text: text.to_owned(),
+            })
+    }
+}
+
+/// Whether a text-only query error says the connection was lost (the
+/// driver's `Closed` and `Io` kinds, in their display and debug renderings):
+/// that is the database being unavailable, not a defect.
+fn is_lost_connection(text: &str) -> bool {
+    [
+        "kind: Closed",
+        "kind: Io",
+        "connection closed",
+        "error communicating with the server",
+    ]
+    .iter()
+    .any(|marker| text.contains(marker))
 }
 
 /// Maps a constraint violation to the API error it means. The constraint
@@ -187,6 +234,13 @@ impl From<pg4::PgError> for Error {
                     code: db.code,
                     text,
                 })
+            }
+            pg4::PgError::QueryFailed(pg4::QueryError::Text(text)) => {
+                match DbFailure::from_text(&text) {
+                    Some(failure) => from_db_failure(&failure),
+                    None if is_lost_connection(&text) => Error::Unavailable(text),
+                    None => Error::Internal(format!("database error: {text}")),
+                }
             }
             pg4::PgError::ConnectionFailed(detail) => Error::Unavailable(detail),
             other => Error::Internal(format!("{other:?}")),
@@ -293,6 +347,58 @@ mod tests {
             text: "insert or update on table \"favorites\" violates foreign key constraint \"favorites_article_id_fkey\"".into(),
         };
         assert_eq!(from_db_failure(&article_gone).status(), 404);
+    }
+
+    /// Spin 3.6's text for a unique violation: the driver error converted to
+    /// `anyhow::Error` and rendered with `{:?}`.
+    const SPIN_UNIQUE_USERNAME: &str = "db error: ERROR: duplicate key value violates unique constraint \"users_username_key\"\nDETAIL: Key (username)=(jake) already exists.\n\nCaused by:\n    ERROR: duplicate key value violates unique constraint \"users_username_key\"\n    DETAIL: Key (username)=(jake) already exists.";
+
+    fn text_error(text: &str) -> Error {
+        pg4::PgError::QueryFailed(pg4::QueryError::Text(text.into())).into()
+    }
+
+    #[test]
+    fn text_only_errors_map_like_their_sqlstate() {
+        let (status, body) = rendered(text_error(SPIN_UNIQUE_USERNAME));
+        assert_eq!(status, 422);
+        assert_eq!(
+            body,
+            serde_json::json!({"errors": {"username": ["has already been taken"]}})
+        );
+        let email = SPIN_UNIQUE_USERNAME.replace("users_username_key", "users_email_key");
+        assert_eq!(
+            rendered(text_error(&email)).1,
+            serde_json::json!({"errors": {"email": ["has already been taken"]}})
+        );
+        let self_follow = "db error: ERROR: new row for relation \"follows\" violates check constraint \"follows_not_self\"";
+        assert_eq!(text_error(self_follow).status(), 422);
+        let author_gone = "db error: ERROR: insert or update on table \"comments\" violates foreign key constraint \"comments_author_id_fkey\"";
+        assert_eq!(text_error(author_gone).status(), 401);
+        let article_gone = "db error: ERROR: insert or update on table \"favorites\" violates foreign key constraint \"favorites_article_id_fkey\"";
+        assert_eq!(text_error(article_gone).status(), 404);
+    }
+
+    #[test]
+    fn text_only_errors_of_a_lost_connection_are_unavailable() {
+        assert_eq!(
+            text_error("Error { kind: Closed, cause: None }").status(),
+            503
+        );
+        assert_eq!(text_error("connection closed").status(), 503);
+        assert_eq!(
+            text_error("db error: ERROR: syntax error at or near \"SELEC\"").status(),
+            500
+        );
+    }
+
+    #[test]
+    fn oversized_bodies_are_413_with_the_errors_shape() {
+        let (status, body) = rendered(Error::PayloadTooLarge { limit: 1024 });
+        assert_eq!(status, 413);
+        assert_eq!(
+            body,
+            serde_json::json!({"errors": {"body": ["request body exceeds 1024 bytes"]}})
+        );
     }
 
     #[test]

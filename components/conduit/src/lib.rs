@@ -20,10 +20,16 @@ mod users;
 mod validate;
 mod web;
 
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
+/// Reads the request itself, body bounded by [`web::MAX_BODY_BYTES`], rather
+/// than letting the SDK collect a body of any size: the component's limits
+/// must not depend on the runtime having one.
 #[http_component]
-fn handle(req: Request) -> Response {
-    router::dispatch(&req)
+async fn handle(incoming: IncomingRequest) -> Response {
+    match web::read_request(incoming).await {
+        Ok(req) => router::dispatch(&req),
+        Err(error) => error.into_response(),
+    }
 }

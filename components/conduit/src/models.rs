@@ -50,11 +50,11 @@ pub struct LoginUserRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewUser {
-    #[schema(required = true, nullable = false)]
+    #[schema(required = true, nullable = false, max_length = 64)]
     pub username: Option<String>,
-    #[schema(required = true, nullable = false)]
+    #[schema(required = true, nullable = false, max_length = 254)]
     pub email: Option<String>,
-    #[schema(required = true, nullable = false, format = Password)]
+    #[schema(required = true, nullable = false, format = Password, max_length = 1024)]
     pub password: Option<String>,
 }
 
@@ -66,15 +66,15 @@ pub struct NewUserRequest {
 /// Fields to change; at least one. A `null` leaves the field unchanged.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateUser {
-    #[schema(nullable = false)]
+    #[schema(nullable = false, max_length = 254)]
     pub email: Option<String>,
-    #[schema(nullable = false, format = Password)]
+    #[schema(nullable = false, format = Password, max_length = 1024)]
     pub password: Option<String>,
-    #[schema(nullable = false)]
+    #[schema(nullable = false, max_length = 64)]
     pub username: Option<String>,
-    #[schema(nullable = false)]
+    #[schema(nullable = false, max_length = 2000)]
     pub bio: Option<String>,
-    #[schema(nullable = false)]
+    #[schema(nullable = false, max_length = 2048)]
     pub image: Option<String>,
 }
 
@@ -135,14 +135,15 @@ pub struct MultipleArticlesResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewArticle {
-    #[schema(required = true, nullable = false)]
+    #[schema(required = true, nullable = false, max_length = 256)]
     pub title: Option<String>,
-    #[schema(required = true, nullable = false)]
+    #[schema(required = true, nullable = false, max_length = 1024)]
     pub description: Option<String>,
-    #[schema(required = true, nullable = false)]
+    #[schema(required = true, nullable = false, max_length = 65536)]
     pub body: Option<String>,
+    /// At most 32 tags of at most 64 characters each.
     #[serde(default)]
-    #[schema(nullable = false)]
+    #[schema(nullable = false, max_items = 32)]
     pub tag_list: Option<Vec<String>>,
 }
 
@@ -154,11 +155,11 @@ pub struct NewArticleRequest {
 /// Fields to change; at least one. A new title gives the article a new slug.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateArticle {
-    #[schema(nullable = false)]
+    #[schema(nullable = false, max_length = 256)]
     pub title: Option<String>,
-    #[schema(nullable = false)]
+    #[schema(nullable = false, max_length = 1024)]
     pub description: Option<String>,
-    #[schema(nullable = false)]
+    #[schema(nullable = false, max_length = 65536)]
     pub body: Option<String>,
 }
 
@@ -191,7 +192,7 @@ pub struct MultipleCommentsResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewComment {
-    #[schema(required = true, nullable = false)]
+    #[schema(required = true, nullable = false, max_length = 8192)]
     pub body: Option<String>,
 }
 

@@ -20,8 +20,10 @@ use crate::{articles, comments, profiles, tags, users};
             Errors are `{\"errors\": {\"<field>\": [\"<message>\"]}}`: 422 for invalid input \
             (including malformed JSON and a Content-Type other than application/json), \
             401 for a missing or invalid token, 403 for someone else's article or comment, \
-            404 for unknown slugs, users and comments. Lists default to 20 items; `limit` \
-            is clamped to 1..=100 and negative values are a 422.",
+            404 for unknown slugs, users and comments, 413 for a request body over 1 MiB. \
+            Every text field has a maximum length (`maxLength`, in characters); longer \
+            values are a 422. Lists default to 20 items; `limit` is clamped to 1..=100 and \
+            negative values are a 422.",
         license(name = "MIT License", url = "https://opensource.org/licenses/MIT"),
     ),
     servers((url = "/api", description = "This server")),
@@ -186,6 +188,43 @@ mod tests {
         }
         let error_schema = &responses["422"]["content"]["application/json"]["schema"]["$ref"];
         assert_eq!(error_schema, "#/components/schemas/ErrorBody");
+    }
+
+    #[test]
+    fn documented_length_limits_are_the_enforced_ones() {
+        use crate::validate::*;
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let limits = [
+            ("NewUser", "username", MAX_USERNAME_CHARS),
+            ("NewUser", "email", MAX_EMAIL_CHARS),
+            ("NewUser", "password", MAX_PASSWORD_CHARS),
+            ("UpdateUser", "username", MAX_USERNAME_CHARS),
+            ("UpdateUser", "email", MAX_EMAIL_CHARS),
+            ("UpdateUser", "password", MAX_PASSWORD_CHARS),
+            ("UpdateUser", "bio", MAX_BIO_CHARS),
+            ("UpdateUser", "image", MAX_IMAGE_CHARS),
+            ("NewArticle", "title", MAX_TITLE_CHARS),
+            ("NewArticle", "description", MAX_DESCRIPTION_CHARS),
+            ("NewArticle", "body", MAX_ARTICLE_BODY_CHARS),
+            ("UpdateArticle", "title", MAX_TITLE_CHARS),
+            ("UpdateArticle", "description", MAX_DESCRIPTION_CHARS),
+            ("UpdateArticle", "body", MAX_ARTICLE_BODY_CHARS),
+            ("NewComment", "body", MAX_COMMENT_BODY_CHARS),
+        ];
+        for (schema, field, limit) in limits {
+            assert_eq!(
+                schemas[schema]["properties"][field]["maxLength"].as_u64(),
+                Some(limit as u64),
+                "{schema}.{field}"
+            );
+        }
+        assert_eq!(
+            schemas["NewArticle"]["properties"]["tagList"]["maxItems"].as_u64(),
+            Some(MAX_TAGS as u64)
+        );
+        let create = &doc["paths"]["/articles"]["post"]["responses"];
+        assert!(create.get("413").is_some());
     }
 
     #[test]

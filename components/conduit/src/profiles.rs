@@ -6,7 +6,7 @@
 
 use spin_sdk::http::{Request, Response};
 
-use crate::auth::{AuthUser, existing_viewer};
+use crate::auth::{AuthUser, existing_viewer, gone_user};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{Profile, ProfileResponse};
@@ -64,15 +64,30 @@ pub fn follow(req: &Request, params: &PathParams) -> Result<Response, Error> {
     let username = params.get("username")?;
     let db = db::connect()?;
     // Following twice is not an error: ON CONFLICT keeps the existing row.
+    // Following yourself and a caller who no longer exists come back as
+    // data (nothing is inserted), not as constraint errors.
     let rows = db::query(
         &db,
         "WITH target AS (SELECT id, username, bio, image FROM users WHERE username = $2::text), \
+         caller AS (SELECT id FROM users WHERE id = $1::bigint), \
          followed AS (INSERT INTO follows (follower_id, followee_id) \
-                      SELECT $1::bigint, id FROM target ON CONFLICT DO NOTHING) \
+                      SELECT caller.id, target.id FROM caller, target \
+                      WHERE target.id <> caller.id ON CONFLICT DO NOTHING) \
          SELECT json_build_object('username', username, 'bio', bio, 'image', image, \
-                                  'following', true)::text FROM target",
+                                  'following', true)::text, \
+                id = $1::bigint, EXISTS (SELECT 1 FROM caller) \
+         FROM target",
         &[caller.id.into(), username.to_owned().into()],
     )?;
+    if let Some(row) = db::first_row(&rows) {
+        let (is_self, caller_exists): (bool, bool) = (db::column(row, 1)?, db::column(row, 2)?);
+        if !caller_exists {
+            return Err(gone_user());
+        }
+        if is_self {
+            return Err(Error::invalid("username", "you cannot follow yourself"));
+        }
+    }
     profile_response(&rows)
 }
 

@@ -1,9 +1,11 @@
 //! Registration, login, the current user and updating it (`/users`,
 //! `/users/login`, `/user`).
 //!
-//! A taken username or email is decided by the database's unique constraints
-//! at INSERT/UPDATE time, never by a separate "does it exist?" query, so two
-//! concurrent registrations of the same name cannot both succeed.
+//! A taken username or email is decided by the database's unique indexes at
+//! INSERT/UPDATE time, never by a separate "does it exist?" query beforehand,
+//! so two concurrent registrations of the same name cannot both succeed. The
+//! conflict comes back as data, not as an error: runtimes report database
+//! errors differently (Spin 3.6 only as text), rows are the same everywhere.
 
 use spin_sdk::http::{Request, Response};
 use spin_sdk::pg4::DbValue;
@@ -13,7 +15,7 @@ use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{LoginUserRequest, NewUserRequest, UpdateUserRequest, User, UserResponse};
 use crate::router::PathParams;
-use crate::validate::Validator;
+use crate::validate::{MAX_BIO_CHARS, MAX_IMAGE_CHARS, MAX_PASSWORD_CHARS, Validator};
 use crate::web::{json, json_body};
 
 /// Columns every user query returns, in the order `user_from_row` reads them.
@@ -45,6 +47,7 @@ fn missing(field: &str) -> Error {
     responses(
         (status = 201, description = "The new user, with a token", body = UserResponse),
         (status = 422, description = "Invalid input, or username or email already taken", body = ErrorBody),
+        (status = 413, description = "Request body larger than 1 MiB", body = ErrorBody),
         (status = 429, description = "Too many registrations from this address (the deployment's proxy limits them); retry after `Retry-After` seconds", body = ErrorBody),
     )
 )]
@@ -60,6 +63,7 @@ pub fn register(req: &Request, _params: &PathParams) -> Result<Response, Error> 
     if let Some(email) = email {
         validator.email(email);
     }
+    validator.max_chars("password", password, MAX_PASSWORD_CHARS);
     validator.finish()?;
     let username = username.ok_or_else(|| missing("username"))?;
     let email = email.ok_or_else(|| missing("email"))?;
@@ -68,11 +72,15 @@ pub fn register(req: &Request, _params: &PathParams) -> Result<Response, Error> 
     let tokens = TokenConfig::load()?;
     let password_hash = auth::hash_password(password)?;
     let db = db::connect()?;
+    // DO NOTHING covers both unique indexes (username, lower(email)). When a
+    // concurrent registration holds the name, the insert waits for it to
+    // commit and then inserts nothing.
     let rows = db::query(
         &db,
         &format!(
             "INSERT INTO users (username, email, password_hash) \
-             VALUES ($1::text, $2::text, $3::text) RETURNING {USER_COLUMNS}"
+             VALUES ($1::text, $2::text, $3::text) \
+             ON CONFLICT DO NOTHING RETURNING {USER_COLUMNS}"
         ),
         &[
             username.to_owned().into(),
@@ -80,8 +88,38 @@ pub fn register(req: &Request, _params: &PathParams) -> Result<Response, Error> 
             password_hash.into(),
         ],
     )?;
-    let row = db::first_row(&rows).ok_or_else(|| missing("inserted user"))?;
-    user_response(201, user_from_row(row, &tokens)?)
+    if let Some(row) = db::first_row(&rows) {
+        return user_response(201, user_from_row(row, &tokens)?);
+    }
+    // Nothing inserted: say which is taken. This statement's snapshot sees
+    // the row that won, even one committed a moment ago.
+    let rows = db::query(
+        &db,
+        "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1::text), \
+                EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2::text))",
+        &[username.to_owned().into(), email.to_owned().into()],
+    )?;
+    let row = db::first_row(&rows).ok_or_else(|| missing("conflict check"))?;
+    Err(taken(db::column(row, 0)?, db::column(row, 1)?))
+}
+
+/// The 422 for a username and/or email that another user holds.
+fn taken(username_taken: bool, email_taken: bool) -> Error {
+    let mut validator = Validator::new();
+    if username_taken {
+        validator.add("username", "has already been taken");
+    }
+    if email_taken {
+        validator.add("email", "has already been taken");
+    }
+    // Neither any more: the user holding them was deleted in between.
+    if !username_taken && !email_taken {
+        validator.add("user", "conflicted with a concurrent change; retry");
+    }
+    validator
+        .finish()
+        .err()
+        .unwrap_or_else(|| missing("conflict"))
 }
 
 #[utoipa::path(
@@ -92,6 +130,7 @@ pub fn register(req: &Request, _params: &PathParams) -> Result<Response, Error> 
         (status = 200, description = "The user, with a fresh token", body = UserResponse),
         (status = 401, description = "Unknown email or wrong password", body = ErrorBody),
         (status = 422, description = "Invalid input", body = ErrorBody),
+        (status = 413, description = "Request body larger than 1 MiB", body = ErrorBody),
         (status = 429, description = "Too many login attempts from this address (the deployment's proxy limits them); retry after `Retry-After` seconds", body = ErrorBody),
     )
 )]
@@ -164,6 +203,7 @@ pub fn current(req: &Request, _params: &PathParams) -> Result<Response, Error> {
         (status = 200, description = "The updated user", body = UserResponse),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 422, description = "Invalid input, or username or email already taken", body = ErrorBody),
+        (status = 413, description = "Request body larger than 1 MiB", body = ErrorBody),
     ),
     security(("Token" = []))
 )]
@@ -180,6 +220,9 @@ pub fn update(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     if let Some(email) = user.email.as_deref() {
         validator.email(email);
     }
+    validator.max_chars("password", user.password.as_deref(), MAX_PASSWORD_CHARS);
+    validator.max_chars("bio", user.bio.as_deref(), MAX_BIO_CHARS);
+    validator.max_chars("image", user.image.as_deref(), MAX_IMAGE_CHARS);
     let nothing_to_change = user.username.is_none()
         && user.email.is_none()
         && user.password.is_none()
@@ -205,17 +248,31 @@ pub fn update(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     let (set_image, image) = pair(user.image);
 
     let db = db::connect()?;
+    // `taken` finds another user holding the new username or email, and the
+    // update runs only when there is none, so the usual conflict is data. A
+    // user committed after this statement's snapshot can still hit the
+    // unique index; that error maps to the same 422 (error.rs).
     let rows = db::query(
         &db,
         &format!(
-            "UPDATE users SET \
-               email = CASE WHEN $2::boolean THEN $3::text ELSE email END, \
-               username = CASE WHEN $4::boolean THEN $5::text ELSE username END, \
-               password_hash = CASE WHEN $6::boolean THEN $7::text ELSE password_hash END, \
-               bio = CASE WHEN $8::boolean THEN $9::text ELSE bio END, \
-               image = CASE WHEN $10::boolean THEN $11::text ELSE image END, \
-               updated_at = now() \
-             WHERE id = $1::bigint RETURNING {USER_COLUMNS}"
+            "WITH taken AS ( \
+               SELECT COALESCE(bool_or($4::boolean AND username = $5::text), false) AS username_taken, \
+                      COALESCE(bool_or($2::boolean AND lower(email) = lower($3::text)), false) AS email_taken \
+               FROM users \
+               WHERE id <> $1::bigint \
+                 AND (($4::boolean AND username = $5::text) \
+                      OR ($2::boolean AND lower(email) = lower($3::text)))), \
+             updated AS ( \
+               UPDATE users SET \
+                 email = CASE WHEN $2::boolean THEN $3::text ELSE email END, \
+                 username = CASE WHEN $4::boolean THEN $5::text ELSE username END, \
+                 password_hash = CASE WHEN $6::boolean THEN $7::text ELSE password_hash END, \
+                 bio = CASE WHEN $8::boolean THEN $9::text ELSE bio END, \
+                 image = CASE WHEN $10::boolean THEN $11::text ELSE image END, \
+                 updated_at = now() \
+               FROM taken WHERE id = $1::bigint AND NOT taken.username_taken AND NOT taken.email_taken \
+               RETURNING {USER_COLUMNS}) \
+             SELECT taken.username_taken, taken.email_taken, updated.* FROM taken LEFT JOIN updated ON true"
         ),
         &[
             caller.id.into(),
@@ -231,6 +288,15 @@ pub fn update(req: &Request, _params: &PathParams) -> Result<Response, Error> {
             image.into(),
         ],
     )?;
-    let row = db::first_row(&rows).ok_or_else(gone_user)?;
-    user_response(200, user_from_row(row, &tokens)?)
+    let row = db::first_row(&rows).ok_or_else(|| missing("update result"))?;
+    let (username_taken, email_taken): (bool, bool) = (db::column(row, 0)?, db::column(row, 1)?);
+    if username_taken || email_taken {
+        return Err(taken(username_taken, email_taken));
+    }
+    // No updated row and no conflict: the caller's row is gone.
+    let updated = &row[2..];
+    if db::column::<Option<i64>>(updated, 0)?.is_none() {
+        return Err(gone_user());
+    }
+    user_response(200, user_from_row(updated, &tokens)?)
 }

@@ -1,12 +1,56 @@
-//! Request and response plumbing shared by all areas: the JSON body reader
-//! (content type and syntax checked, failures are 422s), query-string and
-//! pagination parsing, and JSON responses.
+//! Request and response plumbing shared by all areas: reading the request
+//! (its body bounded), the JSON body reader (content type and syntax
+//! checked, failures are 422s), query-string and pagination parsing, and
+//! JSON responses.
 
+use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Request, Response};
 
 use crate::error::Error;
+
+/// Largest request body the component reads; larger ones get 413. The
+/// longest valid request (an article of `MAX_ARTICLE_BODY_CHARS` characters
+/// with every other field at its limit) fits with room for JSON escapes.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The request with its body read, at most [`MAX_BODY_BYTES`] of it. A body
+/// declared larger is refused before a byte of it is read; one that turns
+/// out larger is refused as soon as it passes the limit.
+pub async fn read_request(incoming: IncomingRequest) -> Result<Request, Error> {
+    let mut request = Request::builder()
+        .method(incoming.method())
+        .uri(incoming.uri())
+        .headers(incoming.headers())
+        .build();
+    let declared_length = request
+        .header("content-length")
+        .and_then(|value| value.as_str())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(Error::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    let mut body = Vec::new();
+    let mut chunks = incoming.into_body_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| Error::invalid("body", "could not be read"))?;
+        append_bounded(&mut body, &chunk, MAX_BODY_BYTES)?;
+    }
+    *request.body_mut() = body;
+    Ok(request)
+}
+
+/// Appends a chunk of the body unless that makes it longer than `limit`.
+fn append_bounded(body: &mut Vec<u8>, chunk: &[u8], limit: usize) -> Result<(), Error> {
+    if body.len() + chunk.len() > limit {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    body.extend_from_slice(chunk);
+    Ok(())
+}
 
 /// Default page size of the article lists, as the spec says.
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -271,6 +315,17 @@ mod tests {
         assert!(query_has_nul("a%00=b"));
         assert!(!query_has_nul("tag=a%2500b"));
         assert_eq!(decode_path_segment("nul%00byte"), None);
+    }
+
+    #[test]
+    fn bodies_are_read_up_to_the_limit_and_refused_past_it() {
+        let mut body = Vec::new();
+        append_bounded(&mut body, &[b'x'; 6], 10).unwrap();
+        append_bounded(&mut body, &[b'x'; 4], 10).unwrap();
+        assert_eq!(body.len(), 10);
+        let error = append_bounded(&mut body, b"x", 10).unwrap_err();
+        assert_eq!(error.status(), 413);
+        assert_eq!(body.len(), 10);
     }
 
     #[test]

@@ -30,6 +30,7 @@ use wasmtime::component::Resource;
 use crate::bindings::pg4::{
     self, Column, DbError, Error as PgError, ParameterValue, QueryError, RowSet,
 };
+use crate::compat::{DbErrorReporting, spin_error_text};
 use crate::metrics::Metrics;
 use crate::outbound::AllowedHosts;
 use tls::SslMode;
@@ -41,6 +42,8 @@ pub struct PoolSettings {
     pub statement_cache: bool,
     pub connect_timeout: Duration,
     pub acquire_timeout: Duration,
+    /// How failed statements are reported to components.
+    pub errors: DbErrorReporting,
 }
 
 /// Most distinct connection strings the host keeps pools for; components
@@ -310,7 +313,15 @@ fn ends_connection(code: &str, severity: &str) -> bool {
 
 /// Maps a driver error: server errors keep their SQLSTATE; a lost
 /// connection is `connection-failed`, so a component can tell them apart.
-fn query_error(e: tokio_postgres::Error, client: &deadpool_postgres::Object) -> PgError {
+/// Under Spin's reporting every error is text, worded as Spin words it.
+fn query_error(
+    e: tokio_postgres::Error,
+    client: &deadpool_postgres::Object,
+    reporting: DbErrorReporting,
+) -> PgError {
+    if reporting == DbErrorReporting::SpinText {
+        return PgError::QueryFailed(QueryError::Text(spin_error_text(&e)));
+    }
     if let Some(dbe) = e.as_db_error()
         && ends_connection(dbe.code().code(), dbe.severity())
     {
@@ -357,7 +368,7 @@ async fn prepare(
     } else {
         client.prepare(statement).await
     };
-    prepared.map_err(|e| query_error(e, client))
+    prepared.map_err(|e| query_error(e, client, shared.pools.settings().errors))
 }
 
 impl crate::runtime::HostState {
@@ -490,7 +501,7 @@ impl pg4::HostConnection for crate::runtime::HostState {
         };
         let rows = match client.query(&prepared, &as_refs(&params)).await {
             Ok(rows) => rows,
-            Err(e) => return Ok(Err(query_error(e, client))),
+            Err(e) => return Ok(Err(query_error(e, client, shared.pools.settings().errors))),
         };
         let columns = prepared
             .columns()
@@ -532,7 +543,7 @@ impl pg4::HostConnection for crate::runtime::HostState {
         Ok(client
             .execute(&prepared, &as_refs(&params))
             .await
-            .map_err(|e| query_error(e, client)))
+            .map_err(|e| query_error(e, client, shared.pools.settings().errors)))
     }
 
     async fn drop(&mut self, handle: Resource<Connection>) -> wasmtime::Result<()> {

@@ -70,6 +70,7 @@ async fn conduit_api_through_the_host() {
         check_users_registration_login_and_update(api).await;
         check_tokens_missing_bad_tampered_and_expired(api, &server.jwt_secret).await;
         check_concurrent_registrations_of_one_username(api).await;
+        check_length_limits_and_body_cap(api).await;
         check_bad_bodies_are_422(api).await;
         check_profiles_and_follows(api).await;
         check_articles_crud_and_ownership(api).await;
@@ -345,16 +346,32 @@ async fn check_tokens_missing_bad_tampered_and_expired(api: &Api, jwt_secret: &s
 }
 
 async fn check_concurrent_registrations_of_one_username(api: &Api) {
-    for round in 0..3 {
-        let username = format!("racer{round}");
-        let attempts = (0..4).map(|attempt| {
+    // Twenty at once for one username, then twenty for one email (in another
+    // letter case each time): exactly one wins, the others get the 422 that
+    // names the taken field, never a 500.
+    for (field, round) in [("username", 0), ("email", 1), ("username", 2)] {
+        let attempts = (0..20).map(|attempt| {
             let api = api.clone();
-            let username = username.clone();
+            let (username, email) = if field == "username" {
+                (
+                    format!("racer{round}"),
+                    format!("racer{round}-{attempt}@example.com"),
+                )
+            } else {
+                (
+                    format!("racer{round}-{attempt}"),
+                    if attempt % 2 == 0 {
+                        format!("racer{round}@example.com")
+                    } else {
+                        format!("RACER{round}@EXAMPLE.COM")
+                    },
+                )
+            };
             tokio::spawn(async move {
                 api.post(
                     "/users",
                     None,
-                    json!({"user": {"username": username, "email": format!("racer{round}-{attempt}@example.com"), "password": "p"}}),
+                    json!({"user": {"username": username, "email": email, "password": "p"}}),
                 )
                 .await
             })
@@ -367,18 +384,183 @@ async fn check_concurrent_registrations_of_one_username(api: &Api) {
         let created = replies.iter().filter(|reply| reply.status == 201).count();
         assert_eq!(
             created, 1,
-            "exactly one registration of {username} wins: {replies:?}"
+            "exactly one of twenty registrations of one {field} wins: {replies:?}"
         );
         for reply in replies.iter().filter(|reply| reply.status != 201) {
             expect_error(
                 reply,
                 422,
-                "username",
+                field,
                 "has already been taken",
                 "losing registration",
             );
         }
+        eprintln!("twenty concurrent registrations of one {field}: 1 created, 19 refused with 422");
     }
+}
+
+/// Every text field has a maximum length, the same on every runtime: at the
+/// limit it is stored, one character over it is a 422 naming the field. A
+/// body over 1 MiB is a 413 and stores nothing.
+async fn check_length_limits_and_body_cap(api: &Api) {
+    let token = register(api, "limits").await;
+    let at = |n: usize| "é".repeat(n);
+    let over = |n: usize| "x".repeat(n + 1);
+
+    // Articles: title 256, description 1,024, body 65,536, 32 tags of 64.
+    let tags: Vec<String> = (0..32)
+        .map(|i| format!("{i:02}{}", "t".repeat(62)))
+        .collect();
+    let reply = api
+        .post(
+            "/articles",
+            Some(&token),
+            json!({"article": {"title": at(256), "description": at(1024), "body": at(65_536), "tagList": tags}}),
+        )
+        .await;
+    expect(&reply, 201, "article with every field at its limit");
+    assert_eq!(reply.body["article"]["body"], at(65_536));
+    assert_eq!(
+        reply.body["article"]["tagList"].as_array().map(Vec::len),
+        Some(32)
+    );
+    let slug = reply.body["article"]["slug"]
+        .as_str()
+        .expect("slug")
+        .to_owned();
+    for (field, limit) in [("title", 256), ("description", 1024), ("body", 65_536)] {
+        let mut article = json!({"title": "t", "description": "d", "body": "b"});
+        article[field] = json!(over(limit));
+        let reply = api
+            .post("/articles", Some(&token), json!({"article": article}))
+            .await;
+        expect_error(
+            &reply,
+            422,
+            field,
+            &format!("is too long (maximum is {limit} characters)"),
+            &format!("new article {field} over {limit}"),
+        );
+        let reply = api
+            .put(
+                &format!("/articles/{slug}"),
+                Some(&token),
+                json!({"article": {field: over(limit)}}),
+            )
+            .await;
+        expect(&reply, 422, &format!("article update {field} over {limit}"));
+    }
+    let too_many: Vec<String> = (0..33).map(|i| format!("tag{i}")).collect();
+    let reply = api
+        .post(
+            "/articles",
+            Some(&token),
+            json!({"article": {"title": "t", "description": "d", "body": "b", "tagList": too_many}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "tagList",
+        "has too many tags (maximum is 32)",
+        "33 tags",
+    );
+    let reply = api
+        .post(
+            "/articles",
+            Some(&token),
+            json!({"article": {"title": "t", "description": "d", "body": "b", "tagList": [over(64)]}}),
+        )
+        .await;
+    expect(&reply, 422, "a 65-character tag");
+
+    // Comments: 8,192.
+    let path = format!("/articles/{slug}/comments");
+    let reply = api
+        .post(&path, Some(&token), json!({"comment": {"body": at(8192)}}))
+        .await;
+    expect(&reply, 200, "comment at its limit");
+    let reply = api
+        .post(
+            &path,
+            Some(&token),
+            json!({"comment": {"body": over(8192)}}),
+        )
+        .await;
+    expect_error(
+        &reply,
+        422,
+        "body",
+        "is too long (maximum is 8192 characters)",
+        "long comment",
+    );
+
+    // Users: bio 2,000, image 2,048, password 1,024, username 64.
+    let reply = api
+        .put(
+            "/user",
+            Some(&token),
+            json!({"user": {"bio": at(2000), "image": at(2048)}}),
+        )
+        .await;
+    expect(&reply, 200, "bio and image at their limits");
+    for (field, limit) in [
+        ("bio", 2000),
+        ("image", 2048),
+        ("password", 1024),
+        ("username", 64),
+    ] {
+        let reply = api
+            .put("/user", Some(&token), json!({"user": {field: over(limit)}}))
+            .await;
+        expect_error(
+            &reply,
+            422,
+            field,
+            &format!("is too long (maximum is {limit} characters)"),
+            &format!("user {field} over {limit}"),
+        );
+    }
+    let reply = api
+        .post(
+            "/users",
+            None,
+            json!({"user": {"username": "longpass", "email": "longpass@example.com", "password": over(1024)}}),
+        )
+        .await;
+    expect(&reply, 422, "registration with a 1,025-character password");
+
+    // A 12 MB title: refused with 413 (by whichever of the host and the
+    // component reads the body first), and nothing is stored.
+    let reply = api
+        .post(
+            "/articles",
+            Some(&token),
+            json!({"article": {"title": "x".repeat(12 << 20), "description": "d", "body": "b"}}),
+        )
+        .await;
+    expect(&reply, 413, "12 MB title");
+    assert!(
+        reply.body["errors"]["body"].is_array(),
+        "413 has the error shape: {}",
+        reply.body
+    );
+    let reply = api.get("/articles?author=limits", None).await;
+    expect(&reply, 200, "articles of limits");
+    assert_eq!(
+        reply.body["articlesCount"], 1,
+        "only the article within the limits is stored"
+    );
+    let reply = api
+        .put(
+            "/user",
+            Some(&token),
+            json!({"user": {"bio": "b".repeat(2 << 20)}}),
+        )
+        .await;
+    expect(&reply, 413, "2 MB bio");
+    let reply = api.get("/user", Some(&token)).await;
+    assert_eq!(reply.body["user"]["bio"], at(2000), "the bio is unchanged");
 }
 
 async fn check_bad_bodies_are_422(api: &Api) {
