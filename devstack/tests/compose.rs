@@ -1,0 +1,566 @@
+//! End-to-end on a Docker engine: the images built from the committed
+//! Dockerfiles, the committed `docker/compose.yaml` brought up with a
+//! generated `.env`, and the same fault properties the local stack's tests
+//! prove, through nginx's published port.
+//!
+//! `scripts/check-compose` prepares everything (engine, base images, the
+//! images, the project up with 3 replicas, the Postman collection) and then
+//! runs this test with:
+//! - `COMPOSE_TEST_PROJECT`: the compose project name;
+//! - `COMPOSE_TEST_ENV_FILE`: its `.env` (random secrets, a free port);
+//! - `COMPOSE_TEST_URL`: nginx's published address, e.g. `http://127.0.0.1:18080`;
+//! - `DOCKER`: the docker client (with the compose plugin).
+//!
+//! The test is ignored by a plain `cargo test`: it needs that running project.
+//! Each step prints what it checked.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use devstack::project_root;
+use serde_json::{Value, json};
+
+/// The compose project under test and how to drive it.
+struct Project {
+    docker: String,
+    name: String,
+    env_file: String,
+    api: Api,
+}
+
+impl Project {
+    fn from_env() -> Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name).with_context(|| {
+                format!("{name} is not set: run this test through scripts/check-compose")
+            })
+        };
+        Ok(Project {
+            docker: std::env::var("DOCKER").unwrap_or_else(|_| "docker".into()),
+            name: var("COMPOSE_TEST_PROJECT")?,
+            env_file: var("COMPOSE_TEST_ENV_FILE")?,
+            api: Api::new(&var("COMPOSE_TEST_URL")?)?,
+        })
+    }
+
+    /// `docker compose` on this project, with the committed compose file.
+    async fn compose(&self, args: &[&str]) -> Result<String> {
+        let compose_file = project_root().join("docker/compose.yaml");
+        let mut full = vec![
+            "compose",
+            "-p",
+            &self.name,
+            "--env-file",
+            &self.env_file,
+            "-f",
+        ];
+        let compose_file = compose_file.display().to_string();
+        full.push(&compose_file);
+        full.extend_from_slice(args);
+        self.docker(&full).await
+    }
+
+    async fn docker(&self, args: &[&str]) -> Result<String> {
+        let output = tokio::process::Command::new(&self.docker)
+            .args(args)
+            .output()
+            .await
+            .with_context(|| format!("running {} {}", self.docker, args.join(" ")))?;
+        ensure!(
+            output.status.success(),
+            "{} {} failed ({}): {}",
+            self.docker,
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Container ids of a service.
+    async fn containers(&self, service: &str) -> Result<Vec<String>> {
+        Ok(self
+            .compose(&["ps", "-q", service])
+            .await?
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    async fn inspect(&self, container: &str) -> Result<Value> {
+        let text = self.docker(&["inspect", container]).await?;
+        let list: Value = serde_json::from_str(&text)?;
+        list.get(0)
+            .cloned()
+            .context("docker inspect returned nothing")
+    }
+
+    /// Waits until `count` api containers and nginx are healthy and nginx
+    /// answers through the published port.
+    async fn wait_healthy(&self, count: usize, within: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < within {
+            let mut healthy = 0;
+            for id in self.containers("api").await? {
+                if self.inspect(&id).await?["State"]["Health"]["Status"] == "healthy" {
+                    healthy += 1;
+                }
+            }
+            let nginx_healthy = match self.containers("nginx").await?.first() {
+                Some(id) => self.inspect(id).await?["State"]["Health"]["Status"] == "healthy",
+                None => false,
+            };
+            let answers = matches!(self.api.get("/api/tags").await, Ok(r) if r.status() == 200);
+            if healthy == count && nginx_healthy && answers {
+                return Ok(started.elapsed());
+            }
+            last = format!(
+                "{healthy} of {count} api healthy, nginx healthy: {nginx_healthy}, answers: {answers}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        bail!("not healthy after {within:?}: {last}")
+    }
+
+    /// The address of each api container on the network nginx reaches it by.
+    async fn api_addresses(&self) -> Result<BTreeMap<String, String>> {
+        let mut addresses = BTreeMap::new();
+        for id in self.containers("api").await? {
+            let details = self.inspect(&id).await?;
+            let name = details["Name"]
+                .as_str()
+                .unwrap_or("?")
+                .trim_start_matches('/');
+            let networks = details["NetworkSettings"]["Networks"]
+                .as_object()
+                .context("no networks")?;
+            let app = networks
+                .iter()
+                .find(|(network, _)| network.ends_with("_app"))
+                .context("api container is not on the app network")?;
+            let address = app.1["IPAddress"].as_str().unwrap_or_default().to_owned();
+            addresses.insert(address, name.to_owned());
+        }
+        Ok(addresses)
+    }
+
+    /// The upstream of every request in nginx's JSON access log.
+    async fn upstreams_in_nginx_log(&self) -> Result<Vec<String>> {
+        let log = self.compose(&["logs", "--no-log-prefix", "nginx"]).await?;
+        Ok(log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter_map(|entry| entry["upstream_addr"].as_str().map(str::to_owned))
+            .collect())
+    }
+}
+
+/// A Conduit client through nginx.
+#[derive(Clone)]
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(base: &str) -> Result<Self> {
+        Ok(Self {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<reqwest::Response> {
+        Ok(self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await?)
+    }
+
+    async fn register(&self, name: &str) -> Result<String> {
+        let response = self
+            .client
+            .post(format!("{}/api/users", self.base))
+            .json(&json!({"user": {"username": name, "email": format!("{name}@example.com"), "password": "correct horse battery"}}))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        ensure!(status.is_success(), "register {name}: {status} {body}");
+        body["user"]["token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no token")
+    }
+
+    async fn create_article(&self, token: &str, title: &str) -> Result<reqwest::Response> {
+        Ok(self
+            .client
+            .post(format!("{}/api/articles", self.base))
+            .header("Authorization", format!("Token {token}"))
+            .json(&json!({"article": {"title": title, "description": "compose", "body": format!("body of {title}")}}))
+            .send()
+            .await?)
+    }
+
+    async fn create_article_ok(&self, token: &str, title: &str) -> Result<String> {
+        let response = self.create_article(token, title).await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        ensure!(status.is_success(), "create {title}: {status} {body}");
+        slug_of(&body)
+    }
+
+    async fn article_status(&self, slug: &str) -> Result<u16> {
+        Ok(self
+            .get(&format!("/api/articles/{slug}"))
+            .await?
+            .status()
+            .as_u16())
+    }
+}
+
+fn slug_of(body: &Value) -> Result<String> {
+    body["article"]["slug"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no slug in {body}"))
+}
+
+#[tokio::test]
+#[ignore = "needs the compose project that scripts/check-compose brings up"]
+async fn compose_stack_end_to_end() -> Result<()> {
+    let project = Project::from_env()?;
+    api_containers_run_as_65532_on_a_read_only_root_and_are_healthy(&project).await?;
+    scaled_to_5_replicas_nginx_reaches_every_one(&project).await?;
+    api_container_killed_during_2000_gets_fails_no_request(&project).await?;
+    database_restarted_under_writes_keeps_every_acknowledged_write(&project).await?;
+    down_and_up_keeps_the_data_and_down_v_drops_it(&project).await?;
+    Ok(())
+}
+
+async fn api_containers_run_as_65532_on_a_read_only_root_and_are_healthy(
+    project: &Project,
+) -> Result<()> {
+    let containers = project.containers("api").await?;
+    ensure!(
+        containers.len() == 3,
+        "expected 3 api containers, found {}",
+        containers.len()
+    );
+    for id in &containers {
+        let details = project.inspect(id).await?;
+        let name = details["Name"]
+            .as_str()
+            .unwrap_or("?")
+            .trim_start_matches('/');
+        ensure!(
+            details["HostConfig"]["ReadonlyRootfs"] == true,
+            "{name}: root filesystem is writable"
+        );
+        ensure!(
+            details["State"]["Health"]["Status"] == "healthy",
+            "{name}: health {}",
+            details["State"]["Health"]["Status"]
+        );
+        // The process itself, as the kernel sees it.
+        let pid = details["State"]["Pid"].as_u64().context("no pid")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let uids = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .context("no Uid line")?;
+        ensure!(
+            uids.split_whitespace().all(|uid| uid == "65532"),
+            "{name}: uids {uids}"
+        );
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))?;
+        let root_read_only = mounts.lines().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(4) == Some(&"/")
+                && fields
+                    .get(5)
+                    .is_some_and(|o| o.split(',').any(|f| f == "ro"))
+        });
+        ensure!(root_read_only, "{name}: / is not mounted read-only");
+        eprintln!("checked {name}: uid 65532 (real, effective, saved, fs), / mounted ro, healthy");
+    }
+    Ok(())
+}
+
+async fn scaled_to_5_replicas_nginx_reaches_every_one(project: &Project) -> Result<()> {
+    project
+        .compose(&["up", "-d", "--no-build", "--scale", "api=5"])
+        .await?;
+    // nginx resolves `api` when it starts (docker/README.md).
+    project.compose(&["restart", "nginx"]).await?;
+    let took = project.wait_healthy(5, Duration::from_secs(180)).await?;
+    eprintln!("scaled to 5 api replicas: all healthy after {took:.1?}");
+    let addresses = project.api_addresses().await?;
+    ensure!(addresses.len() == 5, "replica addresses: {addresses:?}");
+
+    for _ in 0..200 {
+        let response = project.api.get("/api/tags").await?;
+        ensure!(
+            response.status() == 200,
+            "GET /api/tags: {}",
+            response.status()
+        );
+    }
+    let mut per_replica: BTreeMap<String, usize> = BTreeMap::new();
+    for upstream in project.upstreams_in_nginx_log().await? {
+        // "10.0.3.4:3000", or a list when nginx retried on another replica.
+        for address in upstream.split([',', ' ']).filter(|part| !part.is_empty()) {
+            if let Some((ip, _port)) = address.rsplit_once(':')
+                && let Some(name) = addresses.get(ip)
+            {
+                *per_replica.entry(name.clone()).or_default() += 1;
+            }
+        }
+    }
+    let reached: HashSet<&String> = per_replica.keys().collect();
+    ensure!(
+        reached.len() == 5,
+        "nginx's log names {} of 5 replicas: {per_replica:?}",
+        reached.len()
+    );
+    eprintln!("nginx's access log names all 5 replicas as upstreams: {per_replica:?}");
+    Ok(())
+}
+
+async fn api_container_killed_during_2000_gets_fails_no_request(project: &Project) -> Result<()> {
+    let api = project.api.clone();
+    let token = api.register("compose-reader").await?;
+    let slug = api
+        .create_article_ok(&token, "Read me while a container dies")
+        .await?;
+    let paths = Arc::new([
+        format!("/api/articles/{slug}"),
+        "/api/tags".to_owned(),
+        "/api/articles?limit=5".to_owned(),
+    ]);
+
+    const TOTAL: usize = 2000;
+    const WORKERS: usize = 8;
+    let done = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for worker in 0..WORKERS {
+        let (api, done, failures, paths) =
+            (api.clone(), done.clone(), failures.clone(), paths.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..TOTAL / WORKERS {
+                let path = &paths[(worker + i) % paths.len()];
+                let failure = match api.get(path).await {
+                    Ok(response) if response.status().is_success() => None,
+                    Ok(response) => Some(format!("GET {path}: {}", response.status())),
+                    Err(error) => Some(format!("GET {path}: {error}")),
+                };
+                if let Some(failure) = failure {
+                    failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(failure);
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    while done.load(Ordering::SeqCst) < 400 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let victim = project
+        .containers("api")
+        .await?
+        .into_iter()
+        .nth(1)
+        .context("no second api container")?;
+    let killed_at = done.load(Ordering::SeqCst);
+    project.docker(&["kill", &victim]).await?;
+    for task in tasks {
+        task.await?;
+    }
+    let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    ensure!(
+        killed_at < TOTAL - 500,
+        "the container died too late to matter ({killed_at} of {TOTAL} done)"
+    );
+    ensure!(
+        failures.is_empty(),
+        "{} of {TOTAL} GETs failed while an api container was killed, first ones: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    eprintln!(
+        "docker kill of {} after {killed_at} of {TOTAL} GETs: 0 failed requests",
+        &victim[..12.min(victim.len())]
+    );
+    // Back to a full set for the next steps (the restart policy may already
+    // have restarted it).
+    project.docker(&["start", &victim]).await?;
+    project.wait_healthy(5, Duration::from_secs(120)).await?;
+    Ok(())
+}
+
+struct Write {
+    slug: Option<String>,
+    status: Option<u16>,
+    finished: Instant,
+}
+
+async fn database_restarted_under_writes_keeps_every_acknowledged_write(
+    project: &Project,
+) -> Result<()> {
+    let api = project.api.clone();
+    let token = api.register("compose-writer").await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let (api, token, stop) = (api.clone(), token.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut writes = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let result = api
+                    .create_article(&token, &format!("durable {worker} {i}"))
+                    .await;
+                let mut write = Write {
+                    slug: None,
+                    status: None,
+                    finished: Instant::now(),
+                };
+                if let Ok(response) = result {
+                    write.status = Some(response.status().as_u16());
+                    if response.status().is_success()
+                        && let Ok(body) = response.json::<Value>().await
+                    {
+                        write.slug = slug_of(&body).ok();
+                    }
+                }
+                write.finished = Instant::now();
+                writes.push(write);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            writes
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restart_started = Instant::now();
+    project.compose(&["restart", "db"]).await?;
+    let restarted = Instant::now();
+    // Keep writing until writes succeed again, at most a minute.
+    let mut recovered_after = None;
+    while restarted.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let response = api.create_article(&token, "after the restart").await?;
+        if response.status().is_success() {
+            recovered_after = Some(restarted.elapsed());
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut writes = Vec::new();
+    for task in tasks {
+        writes.extend(task.await?);
+    }
+    let recovered_after = recovered_after
+        .context("no write succeeded within 60 s after `docker compose restart db`")?;
+
+    let acknowledged: Vec<&String> = writes.iter().filter_map(|w| w.slug.as_ref()).collect();
+    let refused = writes.iter().filter(|w| w.slug.is_none()).count();
+    let during_restart = writes
+        .iter()
+        .filter(|w| w.slug.is_some() && w.finished >= restart_started && w.finished <= restarted)
+        .count();
+    let unexpected: Vec<Option<u16>> = writes
+        .iter()
+        .filter(|w| w.slug.is_none() && !matches!(w.status, Some(503) | Some(502) | None))
+        .map(|w| w.status)
+        .collect();
+    ensure!(
+        unexpected.is_empty(),
+        "writes refused with unexpected statuses during the restart: {unexpected:?}"
+    );
+    let mut missing = Vec::new();
+    for slug in &acknowledged {
+        if api.article_status(slug).await? != 200 {
+            missing.push((*slug).clone());
+        }
+    }
+    ensure!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes are gone after the restart: {missing:?}",
+        missing.len(),
+        acknowledged.len()
+    );
+    ensure!(!acknowledged.is_empty(), "no write was acknowledged at all");
+    eprintln!(
+        "docker compose restart db under 4 writers: {} writes acknowledged ({during_restart} while it restarted), \
+         all {} there after it; {refused} refused with 503 during the outage; writes succeed again {recovered_after:.1?} \
+         after the restart command returned, with no api restart",
+        acknowledged.len(),
+        acknowledged.len()
+    );
+    Ok(())
+}
+
+async fn down_and_up_keeps_the_data_and_down_v_drops_it(project: &Project) -> Result<()> {
+    let api = project.api.clone();
+    let token = api.register("compose-persistent").await?;
+    let slug = api
+        .create_article_ok(&token, "Survives down and up")
+        .await?;
+    let count_before = articles_count(&api).await?;
+
+    project.compose(&["down"]).await?;
+    let started = Instant::now();
+    project.compose(&["up", "-d", "--no-build"]).await?;
+    let took = project.wait_healthy(3, Duration::from_secs(180)).await?;
+    let count_after = articles_count(&api).await?;
+    ensure!(
+        api.article_status(&slug).await? == 200,
+        "{slug} is gone after down and up"
+    );
+    ensure!(
+        count_after == count_before,
+        "articlesCount {count_before} before down, {count_after} after up"
+    );
+    eprintln!(
+        "down then up: {count_after} of {count_before} articles kept on the volume; \
+         up to all 3 replicas healthy in {:.1?} (wait {took:.1?})",
+        started.elapsed()
+    );
+
+    project.compose(&["down", "-v"]).await?;
+    project.compose(&["up", "-d", "--no-build"]).await?;
+    project.wait_healthy(3, Duration::from_secs(180)).await?;
+    let count_fresh = articles_count(&api).await?;
+    ensure!(
+        count_fresh == 0,
+        "articlesCount {count_fresh} after down -v"
+    );
+    ensure!(
+        api.article_status(&slug).await? == 404,
+        "{slug} still there after down -v"
+    );
+    eprintln!("down -v then up: a fresh database, 0 articles ({count_before} before)");
+    Ok(())
+}
+
+async fn articles_count(api: &Api) -> Result<i64> {
+    let response = api.get("/api/articles?limit=1").await?;
+    ensure!(response.status() == 200, "list: {}", response.status());
+    let body: Value = response.json().await?;
+    body["articlesCount"].as_i64().context("no articlesCount")
+}
