@@ -32,6 +32,18 @@ fn expect_error(reply: &Reply, status: u16, field: &str, message: &str, what: &s
     assert_eq!(reply.body, errors(field, message), "{what}");
 }
 
+/// A 422 naming `field` as longer than `limit` characters.
+#[track_caller]
+fn expect_too_long(reply: &Reply, field: &str, limit: usize, what: &str) {
+    expect_error(
+        reply,
+        422,
+        field,
+        &format!("is too long (maximum is {limit} characters)"),
+        &format!("{what} {field} over {limit}"),
+    );
+}
+
 /// Registers `name` (email `<name>@example.com`) and returns the token.
 async fn register(api: &Api, name: &str) -> String {
     let reply = api
@@ -434,13 +446,7 @@ async fn check_length_limits_and_body_cap(api: &Api) {
         let reply = api
             .post("/articles", Some(&token), json!({"article": article}))
             .await;
-        expect_error(
-            &reply,
-            422,
-            field,
-            &format!("is too long (maximum is {limit} characters)"),
-            &format!("new article {field} over {limit}"),
-        );
+        expect_too_long(&reply, field, limit, "new article");
         let reply = api
             .put(
                 &format!("/articles/{slug}"),
@@ -487,13 +493,7 @@ async fn check_length_limits_and_body_cap(api: &Api) {
             json!({"comment": {"body": over(8192)}}),
         )
         .await;
-    expect_error(
-        &reply,
-        422,
-        "body",
-        "is too long (maximum is 8192 characters)",
-        "long comment",
-    );
+    expect_too_long(&reply, "body", 8192, "comment");
 
     // Users: bio 2,000, image 2,048, password 1,024, username 64.
     let reply = api
@@ -513,13 +513,7 @@ async fn check_length_limits_and_body_cap(api: &Api) {
         let reply = api
             .put("/user", Some(&token), json!({"user": {field: over(limit)}}))
             .await;
-        expect_error(
-            &reply,
-            422,
-            field,
-            &format!("is too long (maximum is {limit} characters)"),
-            &format!("user {field} over {limit}"),
-        );
+        expect_too_long(&reply, field, limit, "user");
     }
     let reply = api
         .post(
