@@ -13,7 +13,7 @@
 use spin_sdk::http::{Request, Response};
 use spin_sdk::pg4::{Connection, ParameterValue};
 
-use crate::auth::{AuthUser, existing_viewer, gone_user};
+use crate::auth::{ANONYMOUS_ID, AuthUser, existing_viewer, gone_user};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{
@@ -153,15 +153,21 @@ pub fn article_list_query(
     // matching article instead of reading `limit + offset` entries of
     // articles_created_idx in order. The page carries the columns a list
     // shows (no body), so it is not joined back to articles.
+    // A viewer named by a token must still exist (else 401): the statement
+    // checks that too, and yields NULL instead of a page for a deleted user,
+    // so a list or feed for a signed-in viewer stays one round trip.
     let sql = format!(
         "WITH page AS (SELECT a.id, a.slug, a.title, a.description, a.created_at, \
                               a.updated_at, a.author_id \
                        FROM articles a {where_clause} \
                        ORDER BY a.created_at DESC, a.id DESC LIMIT $2::bigint OFFSET $3::bigint) \
-         SELECT json_build_object(\
-           'articles', COALESCE((SELECT json_agg({article} ORDER BY a.created_at DESC, a.id DESC) \
-                                 FROM page a JOIN users u ON u.id = a.author_id), '[]'::json), \
-           'articlesCount', (SELECT count(*) FROM articles a {where_clause}))::text",
+         SELECT CASE WHEN $1::bigint = {anonymous} \
+                          OR EXISTS (SELECT 1 FROM users WHERE id = $1::bigint) THEN \
+           json_build_object(\
+             'articles', COALESCE((SELECT json_agg({article} ORDER BY a.created_at DESC, a.id DESC) \
+                                   FROM page a JOIN users u ON u.id = a.author_id), '[]'::json), \
+             'articlesCount', (SELECT count(*) FROM articles a {where_clause}))::text END",
+        anonymous = ANONYMOUS_ID,
         article = article_json(false),
     );
     (sql, params)
@@ -178,7 +184,8 @@ fn list_response(
     let row = db::first_row(&rows).ok_or_else(|| Error::Internal("list returned no row".into()))?;
     // PostgreSQL built the whole `MultipleArticlesResponse` document; it is
     // sent as it came instead of being parsed and serialized again.
-    json_text(200, db::column(row, 0)?)
+    let document: Option<String> = db::column(row, 0)?;
+    json_text(200, document.ok_or_else(gone_user)?)
 }
 
 /// Reads one article by slug, as the viewer sees it (the second statement of
@@ -227,7 +234,7 @@ pub fn list(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     let page = Page::from_query(&pairs)?;
     let filter = ListFilter::from_query(&pairs);
     let db = db::connect()?;
-    let viewer = existing_viewer(user, &db)?;
+    let viewer = user.map_or(ANONYMOUS_ID, |user| user.id);
     list_response(&db, viewer, page, &filter)
 }
 
@@ -250,7 +257,6 @@ pub fn feed(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     let caller = AuthUser::required(req)?;
     let page = Page::from_query(&query_pairs(req.query()))?;
     let db = db::connect()?;
-    let caller = caller.ensure_exists(&db)?;
     let filter = ListFilter {
         followed_by: Some(caller.id),
         ..ListFilter::default()
@@ -311,29 +317,54 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     let tags_json = serde_json::to_string(&tags)?;
 
     let db = db::connect()?;
-    // The tag upsert uses DO UPDATE (a no-op rename) rather than DO NOTHING so
-    // that RETURNING yields existing tags too, including ones another
-    // transaction committed a moment ago. Tags are upserted in name order so
-    // that concurrent creations lock shared tags in the same order and
-    // cannot deadlock.
+    if !tags.is_empty() {
+        // The tags that do not exist yet, and only those: an existing tag is
+        // neither written nor locked, so creations that share a tag do not
+        // queue on its row. A tag another creation is inserting right now
+        // makes this statement wait for that one to commit (then it is
+        // skipped) or roll back (then it is inserted here). Names go in
+        // sorted order, so two creations never wait on each other in a
+        // cycle. This statement commits before the next one starts, whose
+        // snapshot therefore holds every tag named here.
+        db::execute(
+            &db,
+            "INSERT INTO tags (name) \
+             SELECT value FROM json_array_elements_text($1::text::json) ORDER BY value \
+             ON CONFLICT (name) DO NOTHING",
+            &[tags_json.clone().into()],
+        )?;
+    }
+    // The article, its tag links and the article as the API shows it, in one
+    // statement. The rendering reads what the inserts returned (a statement
+    // does not see its own inserts): the tags it linked, no favorites yet,
+    // and the author, whom the caller does not follow.
     let rows = db::query(
         &db,
-        "WITH new_article AS ( \
-           INSERT INTO articles (id, slug, author_id, title, description, body) \
-           SELECT next.id, $2::text || '-' || next.id, $1::bigint, $3::text, $4::text, $5::text \
-           FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id) next \
-           RETURNING id, slug), \
-         input_tags AS ( \
-           SELECT value AS name, ordinality::integer AS position \
-           FROM json_array_elements_text($6::text::json) WITH ORDINALITY), \
-         upserted_tags AS ( \
-           INSERT INTO tags (name) SELECT name FROM input_tags ORDER BY name \
-           ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id, name), \
-         linked AS ( \
-           INSERT INTO article_tags (article_id, tag_id, position) \
-           SELECT na.id, ut.id, it.position \
-           FROM new_article na CROSS JOIN input_tags it JOIN upserted_tags ut ON ut.name = it.name) \
-         SELECT slug FROM new_article",
+        &format!(
+            "WITH new_article AS ( \
+               INSERT INTO articles (id, slug, author_id, title, description, body) \
+               SELECT next.id, $2::text || '-' || next.id, $1::bigint, $3::text, $4::text, $5::text \
+               FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id) next \
+               RETURNING id, slug, author_id, title, description, body, created_at, updated_at), \
+             input_tags AS ( \
+               SELECT value AS name, ordinality::integer AS position \
+               FROM json_array_elements_text($6::text::json) WITH ORDINALITY), \
+             linked AS ( \
+               INSERT INTO article_tags (article_id, tag_id, position) \
+               SELECT na.id, t.id, it.position \
+               FROM new_article na CROSS JOIN input_tags it JOIN tags t ON t.name = it.name \
+               RETURNING tag_id) \
+             SELECT json_build_object(\
+               'slug', a.slug, 'title', a.title, 'description', a.description, 'body', a.body, \
+               'tagList', COALESCE((SELECT json_agg(t.name ORDER BY t.name) \
+                                    FROM linked l JOIN tags t ON t.id = l.tag_id), '[]'::json), \
+               'createdAt', {created}, 'updatedAt', {updated}, \
+               'favorited', false, 'favoritesCount', 0, 'author', {author})::text \
+             FROM new_article a JOIN users u ON u.id = a.author_id",
+            created = db::iso8601("a.created_at"),
+            updated = db::iso8601("a.updated_at"),
+            author = db::profile_json("u", "$1::bigint"),
+        ),
         &[
             caller.id.into(),
             slug_base(title).into(),
@@ -344,9 +375,9 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
         ],
     )?;
     let row =
-        db::first_row(&rows).ok_or_else(|| Error::Internal("insert returned no slug".into()))?;
-    let slug: String = db::column(row, 0)?;
-    article_response(&db, caller.id, &slug, 201)
+        db::first_row(&rows).ok_or_else(|| Error::Internal("insert returned no article".into()))?;
+    let article: Article = db::json_column(row, 0)?;
+    json(201, &SingleArticleResponse { article })
 }
 
 #[utoipa::path(

@@ -19,7 +19,7 @@ pub struct Server {
     pub jwt_secret: String,
     // Field order is drop order: stop the host before dropping its database.
     replica: Replica,
-    _database: ScratchDatabase,
+    database: ScratchDatabase,
 }
 
 /// The application manifest to serve: `$API_TESTS_MANIFEST` (for components
@@ -91,13 +91,28 @@ impl Server {
             api,
             jwt_secret,
             replica,
-            _database: database,
+            database,
         })
     }
 
     /// The host's recent log lines, for failure messages.
     pub fn log(&self) -> String {
         self.replica.log.last(60)
+    }
+
+    /// SQL statements the host has run so far (its metrics).
+    pub async fn statements(&self) -> Result<f64> {
+        let metrics = self.replica.metrics().await?;
+        Ok(devstack::replica::sum_counter(
+            &metrics,
+            "wasmhost_pg_statements_total",
+        ))
+    }
+
+    /// Runs `sql` on the scratch database as its superuser; psql's unaligned
+    /// output.
+    pub async fn sql(&self, sql: &str) -> Result<String> {
+        devstack::postgres::psql(&self.database.superuser_url, sql).await
     }
 }
 
