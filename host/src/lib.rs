@@ -5,12 +5,15 @@
 //! they import, with pooled outbound PostgreSQL. One module per capability:
 //! `manifest`, `routing`, `variables`, `outbound` (+ `outbound_http`),
 //! `postgres`, `runtime` (engine, limits, stores), `server` (the request
-//! path), `admin` (health and metrics), `migrate`; `compat` holds the
+//! path), `admission` (which requests may run now), `instances` (fresh or
+//! reused instances), `admin` (health and metrics), `migrate`; `compat` holds the
 //! profiles that reproduce another runtime's observable behaviour.
 
 pub mod admin;
+pub mod admission;
 pub mod bindings;
 pub mod compat;
+pub mod instances;
 pub mod manifest;
 pub mod metrics;
 pub mod migrate;

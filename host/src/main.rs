@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use host::compat::Compat;
+use host::instances::ReuseSettings;
 use host::{admin, manifest, metrics, migrate, postgres, routing, runtime, server, variables};
 
 /// Every request allocates and frees many small objects (stores, resource
@@ -128,14 +129,52 @@ struct ServeArgs {
     /// 3.6 does, and has no request body cap (`--max-body-bytes` is ignored).
     #[arg(long, env = "WASMHOST_COMPAT", default_value = "wasmhost")]
     compat: Compat,
+    /// Requests one component instance may serve, one after another. 1 (the
+    /// default) gives every request a fresh instance, as Spin does; more is
+    /// for components that keep no request state in memory. An instance is
+    /// never reused after a trap, a deadline, a limit hit or resources left
+    /// open, or once its memory grew past the watermark.
+    #[arg(long, env = "WASMHOST_MAX_INSTANCE_REUSE", default_value = "1")]
+    max_instance_reuse: usize,
+    /// How long an idle instance is kept for the next request (with reuse).
+    #[arg(long, env = "WASMHOST_IDLE_INSTANCE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    idle_instance_timeout: Duration,
+    /// An instance whose linear memory grew past this is not reused.
+    #[arg(
+        long,
+        env = "WASMHOST_INSTANCE_MEMORY_WATERMARK_MB",
+        default_value = "16"
+    )]
+    instance_memory_watermark_mb: usize,
+    /// Caps the requests of one route that run at once, queueing the rest
+    /// within their deadline (503 past the queue): `[METHOD ]PATH=N[/QUEUE]`,
+    /// e.g. `POST /api/users/login=2/128`; PATH ending in `/...` is a
+    /// prefix; QUEUE defaults to 64. Repeatable, or comma-separated in the
+    /// environment variable.
+    #[arg(
+        long = "route-limit",
+        env = "WASMHOST_ROUTE_LIMITS",
+        value_delimiter = ','
+    )]
+    route_limits: Vec<host::admission::RouteLimit>,
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through a writer thread: a request formats its access
+/// line and hands it over, and never waits on the terminal or the
+/// container runtime's pipe. Lines that arrive while the buffer (128k lines)
+/// is full are dropped and counted rather than slowing requests down. The
+/// returned guard flushes what is buffered when `main` returns.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder
@@ -144,11 +183,12 @@ fn init_logging(format: LogFormat) {
             .with_current_span(true)
             .init(),
     }
+    guard
 }
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let log_guard = init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -161,6 +201,7 @@ fn main() {
     };
     if let Err(e) = runtime.block_on(run(cli.command)) {
         tracing::error!("{e:#}");
+        drop(log_guard);
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -192,6 +233,7 @@ async fn run(command: Command) -> Result<()> {
                 memory_limit_bytes: memory_limit_mb << 20,
                 cache_dir: Some(cache_dir.clone()),
                 pool: pool_settings(1, true, 1000, 1000, Compat::Wasmhost),
+                idle_instances: 0,
             })?;
             for (id, component) in &manifest.components {
                 runtime::load_component(&engine, &component.source, Some(&cache_dir))
@@ -271,6 +313,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let resolved = variables::Resolved::resolve(&manifest, |k| std::env::var(k).ok())?;
     let router = routing::Router::build(&manifest.http_triggers)?;
     let metrics = Arc::new(metrics::Metrics::new());
+    let reuse = ReuseSettings {
+        max_reuse: args.max_instance_reuse.max(1),
+        idle_timeout: args.idle_instance_timeout,
+        memory_watermark: args.instance_memory_watermark_mb.saturating_mul(1 << 20),
+    };
     let settings = runtime::RuntimeSettings {
         max_concurrency: args.max_concurrency.max(1),
         memory_limit_bytes: args.memory_limit_mb.max(1) << 20,
@@ -282,6 +329,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
             args.pg_connect_timeout_ms,
             args.compat,
         ),
+        idle_instances: if reuse.enabled() {
+            args.max_concurrency.max(1)
+        } else {
+            0
+        },
     };
     let rt = Arc::new(runtime::Runtime::new(
         &manifest, &resolved, settings, metrics,
@@ -310,14 +362,24 @@ async fn serve(args: ServeArgs) -> Result<()> {
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
             header_read_timeout: Duration::from_secs(10),
             idle_drain: Duration::from_secs(args.idle_drain_secs),
+            route_limits: args.route_limits.clone(),
+            reuse: reuse.clone(),
         },
     ));
+    srv.start();
     tracing::info!(
         application = %manifest.name,
         listen = %args.listen,
         admin = %args.admin_listen,
         components = rt.components.len(),
         compat = args.compat.name(),
+        max_instance_reuse = reuse.max_reuse,
+        route_limits = %args
+            .route_limits
+            .iter()
+            .map(|limit| format!("{limit}={}/{}", limit.concurrency, limit.queue))
+            .collect::<Vec<_>>()
+            .join(","),
         "serving"
     );
     let shutdown = {

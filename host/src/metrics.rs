@@ -26,6 +26,12 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// The route limit, as `[METHOD ]PATH`.
+    pub limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
     pub result: &'static str,
 }
@@ -52,6 +58,10 @@ pub struct Metrics {
     in_flight: Gauge,
     rejected: Family<ReasonLabels, Counter>,
     instances: Counter,
+    instances_reused: Counter,
+    instances_dropped: Family<ReasonLabels, Counter>,
+    route_limits: Family<LimitLabels, Gauge>,
+    route_waiting: Family<LimitLabels, Gauge>,
     statements: Counter,
     statement_cache: Family<CacheLabels, Counter>,
     pool_connections: Family<PoolLabels, Gauge>,
@@ -98,8 +108,33 @@ impl Metrics {
         let instances = Counter::default();
         registry.register(
             "instances",
-            "Component instances created (one per request)",
+            "Component instances created (one per request unless instances are reused)",
             instances.clone(),
+        );
+        let instances_reused = Counter::default();
+        registry.register(
+            "instances_reused",
+            "Requests served by an instance that had served an earlier one",
+            instances_reused.clone(),
+        );
+        let instances_dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "instances_dropped",
+            "Instances dropped after a request, by reason (reuse_off, max_reuse, trapped, \
+             deadline, limit, resources_left, memory_watermark, idle_timeout, idle_full)",
+            instances_dropped.clone(),
+        );
+        let route_limits = Family::<LimitLabels, Gauge>::default();
+        registry.register(
+            "route_limit",
+            "Requests a route limit lets run at once",
+            route_limits.clone(),
+        );
+        let route_waiting = Family::<LimitLabels, Gauge>::default();
+        registry.register(
+            "route_limit_waiting",
+            "Requests waiting in a route limit's queue",
+            route_waiting.clone(),
         );
         let statements = Counter::default();
         registry.register(
@@ -126,6 +161,10 @@ impl Metrics {
             in_flight,
             rejected,
             instances,
+            instances_reused,
+            instances_dropped,
+            route_limits,
+            route_waiting,
             statements,
             statement_cache,
             pool_connections,
@@ -161,6 +200,32 @@ impl Metrics {
 
     pub fn instance_created(&self) {
         self.instances.inc();
+    }
+
+    pub fn instance_reused(&self) {
+        self.instances_reused.inc();
+    }
+
+    pub fn instance_dropped(&self, reason: &'static str) {
+        self.instances_dropped
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn route_limit(&self, limit: &str, concurrency: usize) {
+        self.route_limits
+            .get_or_create(&LimitLabels {
+                limit: limit.to_string(),
+            })
+            .set(i64::try_from(concurrency).unwrap_or(i64::MAX));
+    }
+
+    pub fn route_waiting(&self, limit: &str, delta: i64) {
+        self.route_waiting
+            .get_or_create(&LimitLabels {
+                limit: limit.to_string(),
+            })
+            .inc_by(delta);
     }
 
     pub fn statement_executed(&self) {

@@ -1,7 +1,8 @@
 //! The wasmtime side: one engine, every component compiled once (or loaded
-//! precompiled) and pre-instantiated at start, and a fresh store and
-//! instance per request, as Spin does. The pooling allocator with
-//! copy-on-write memory images makes that instantiation cost microseconds.
+//! precompiled) and pre-instantiated at start, and a store per instance
+//! (by default a fresh one per request, as Spin does; see
+//! [`crate::instances`]). The pooling allocator with copy-on-write memory
+//! images makes that instantiation cost microseconds.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +13,8 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
-    StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
+    Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -35,6 +36,9 @@ pub struct RuntimeSettings {
     pub memory_limit_bytes: usize,
     pub cache_dir: Option<PathBuf>,
     pub pool: PoolSettings,
+    /// Instances that may be kept idle for reuse, beyond those running
+    /// (0 when every request gets a fresh instance).
+    pub idle_instances: usize,
 }
 
 /// State shared by every request.
@@ -57,15 +61,93 @@ pub struct LoadedComponent {
     pub pre: ProxyPre<HostState>,
 }
 
-/// Per-request store data.
+/// Store data: one store per instance.
 pub struct HostState {
     pub table: ResourceTable,
     pub wasi: WasiCtx,
     pub http: WasiHttpCtx,
     pub http_hooks: crate::outbound_http::OutboundHttp,
-    pub limits: StoreLimits,
+    pub limits: Limits,
     pub component: Arc<ComponentContext>,
     pub shared: Arc<Shared>,
+    /// The current request's deadline: guest code traps once it has passed.
+    pub deadline: Instant,
+}
+
+impl HostState {
+    /// Prepares the store for a request due by `deadline`.
+    pub fn begin_request(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
+    /// Whether a memory or table growth was ever refused in this store.
+    pub fn limit_hit(&self) -> bool {
+        self.limits.hit
+    }
+
+    /// The largest linear memory this store's instance has had, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.limits.memory_bytes
+    }
+}
+
+/// The store's resource limits, recording whether one was hit and how large
+/// linear memory grew (what decides whether an instance may be reused).
+pub struct Limits {
+    inner: StoreLimits,
+    hit: bool,
+    memory_bytes: usize,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        match allowed {
+            Ok(true) => self.memory_bytes = self.memory_bytes.max(desired),
+            _ => self.hit = true,
+        }
+        allowed
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.hit = true;
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.table_growing(current, desired, maximum);
+        if !matches!(allowed, Ok(true)) {
+            self.hit = true;
+        }
+        allowed
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.hit = true;
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
 }
 
 impl WasiView for HostState {
@@ -102,9 +184,14 @@ pub fn engine(settings: &RuntimeSettings) -> Result<Engine> {
     config.epoch_interruption(true);
     config.wasm_component_model(true);
     config.memory_init_cow(true);
-    let instances = u32::try_from(settings.max_concurrency)
-        .unwrap_or(u32::MAX)
-        .saturating_add(16);
+    // Slots for every running instance and every idle one kept for reuse.
+    let instances = u32::try_from(
+        settings
+            .max_concurrency
+            .saturating_add(settings.idle_instances),
+    )
+    .unwrap_or(u32::MAX)
+    .saturating_add(16);
     let mut pooling = PoolingAllocationConfig::new();
     pooling
         .total_component_instances(instances)
@@ -318,14 +405,11 @@ impl Runtime {
             .ok();
     }
 
-    /// A fresh store for one request to `component`, whose guest code traps
-    /// once `deadline` has passed and otherwise yields every tick so one
-    /// busy guest cannot starve the others.
-    pub fn store(
-        &self,
-        component: &LoadedComponent,
-        deadline: Instant,
-    ) -> Result<Store<HostState>> {
+    /// A fresh store for an instance of `component`, whose guest code traps
+    /// once the current request's deadline ([`HostState::begin_request`])
+    /// has passed and otherwise yields every tick so one busy guest cannot
+    /// starve the others.
+    pub fn store(&self, component: &LoadedComponent) -> Result<Store<HostState>> {
         let ctx = &component.context;
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stderr();
@@ -340,18 +424,23 @@ impl Runtime {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             http_hooks: crate::outbound_http::OutboundHttp::new(ctx.allowed_hosts.clone()),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.settings.memory_limit_bytes)
-                .instances(64)
-                .build(),
+            limits: Limits {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(self.settings.memory_limit_bytes)
+                    .instances(64)
+                    .build(),
+                hit: false,
+                memory_bytes: 0,
+            },
             component: ctx.clone(),
             shared: self.shared.clone(),
+            deadline: Instant::now(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
                 Err(DeadlineExceeded.into())
             } else {
                 Ok(UpdateDeadline::Yield(1))

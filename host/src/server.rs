@@ -1,7 +1,12 @@
 //! The public HTTP listener and the request path, top to bottom:
-//! route -> read the body (size cap, deadline, upload cap) -> admit
-//! (concurrency cap) -> fresh store and instance -> call
-//! `wasi:http/incoming-handler` -> respond.
+//!
+//! 1. **route**: the manifest's route for the path (404 without one);
+//! 2. **read the body**: size cap (413), deadline (408), in an upload slot;
+//! 3. **admit**: route limits and the global cap ([`crate::admission`], 503);
+//! 4. **get an instance**: fresh, or reused when that is enabled
+//!    ([`crate::instances`]);
+//! 5. **call** `wasi:http/incoming-handler` under the request's deadline;
+//! 6. **respond**: the guest's response, or the error that stopped it.
 //!
 //! The body is read before admission so that a slow upload (a body trickled
 //! a byte at a time) holds one of the upload slots until the request's
@@ -23,19 +28,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::routing::Router;
+use crate::admission::{Admission, Admitted, RouteLimit};
+use crate::instances::{Instance, Instances, Outcome, ReuseSettings};
+use crate::routing::{RouteMatch, Router};
 use crate::runtime::{Runtime, is_deadline};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// How long a request may wait for a free slot under the concurrency cap or
-/// the upload cap.
-const ADMISSION_WAIT: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -46,15 +48,47 @@ pub struct ServerSettings {
     /// After SIGTERM, how long open keep-alive connections are left for the
     /// client to close; until then every response says `Connection: close`.
     pub idle_drain: Duration,
+    /// Per-route concurrency limits (`--route-limit`).
+    pub route_limits: Vec<RouteLimit>,
+    /// Instance reuse (off by default).
+    pub reuse: ReuseSettings,
 }
 
 pub struct Server {
     runtime: Arc<Runtime>,
     router: Router,
-    admission: Arc<Semaphore>,
-    uploads: Arc<Semaphore>,
+    admission: Admission,
+    instances: Arc<Instances>,
     settings: ServerSettings,
     draining: std::sync::atomic::AtomicBool,
+}
+
+/// What the access log says about a request besides its status.
+struct Handled {
+    route: String,
+    component: String,
+    /// Whether the request ran in a reused instance; `None` if it ran in none.
+    reused: Option<bool>,
+    response: Response<HyperOutgoingBody>,
+}
+
+impl Handled {
+    fn early(response: Response<HyperOutgoingBody>) -> Self {
+        Handled {
+            route: "-".into(),
+            component: "-".into(),
+            reused: None,
+            response,
+        }
+    }
+}
+
+fn internal_error() -> Response<HyperOutgoingBody> {
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server",
+        "internal error",
+    )
 }
 
 fn json_error(status: StatusCode, field: &str, message: &str) -> Response<HyperOutgoingBody> {
@@ -166,16 +200,27 @@ fn request_id(req: &Request<Incoming>) -> HeaderValue {
 
 impl Server {
     pub fn new(runtime: Arc<Runtime>, router: Router, settings: ServerSettings) -> Self {
-        let admission = Arc::new(Semaphore::new(runtime.settings.max_concurrency));
-        let uploads = Arc::new(Semaphore::new(runtime.settings.max_concurrency));
+        let metrics = runtime.shared.metrics.clone();
+        let max_concurrency = runtime.settings.max_concurrency;
+        let admission = Admission::new(
+            max_concurrency,
+            settings.route_limits.clone(),
+            metrics.clone(),
+        );
+        let instances = Instances::new(settings.reuse.clone(), max_concurrency, metrics);
         Server {
             runtime,
             router,
             admission,
-            uploads,
+            instances,
             settings,
             draining: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Starts the server's background work (dropping idle instances).
+    pub fn start(&self) {
+        self.instances.start_reaper();
     }
 
     pub async fn handle(
@@ -188,10 +233,20 @@ impl Server {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let span = tracing::info_span!("request", id = %id.to_str().unwrap_or("-"));
-        let (route, component, mut response) = self
+        let _in_flight = self.runtime.shared.metrics.request_started();
+        let handled = match self
             .dispatch(req, client, started)
             .instrument(span.clone())
-            .await;
+            .await
+        {
+            Ok(handled) | Err(handled) => handled,
+        };
+        let Handled {
+            route,
+            component,
+            reused,
+            mut response,
+        } = handled;
         response.headers_mut().insert(REQUEST_ID, id.clone());
         if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
             // The peer must not send another request on this connection:
@@ -217,6 +272,7 @@ impl Server {
                 route,
                 component,
                 status,
+                reused,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 "request"
             )
@@ -224,27 +280,63 @@ impl Server {
         response
     }
 
+    /// The request path (see the module documentation); `Err` is an answer
+    /// given before the guest ran.
     async fn dispatch(
         &self,
         req: Request<Incoming>,
         client: SocketAddr,
         started: Instant,
-    ) -> (String, String, Response<HyperOutgoingBody>) {
-        let metrics = &self.runtime.shared.metrics;
-        let _in_flight = metrics.request_started();
-        let Some(matched) = self.router.route(req.uri().path()) else {
-            return (
-                "-".into(),
-                "-".into(),
-                json_error(StatusCode::NOT_FOUND, "path", "no route matches this path"),
-            );
-        };
-        let route = matched.raw_route.clone();
-        let component_id = matched.component.clone();
-        let respond = |r| (route.clone(), component_id.clone(), r);
-
+    ) -> Result<Handled, Handled> {
         let deadline = started + self.settings.request_timeout;
-        let (mut parts, body) = req.into_parts();
+        let Some(matched) = self.route(&req) else {
+            return Err(Handled::early(json_error(
+                StatusCode::NOT_FOUND,
+                "path",
+                "no route matches this path",
+            )));
+        };
+        let refused = |response| Handled {
+            route: matched.raw_route.clone(),
+            component: matched.component.clone(),
+            reused: None,
+            response,
+        };
+        let (parts, body) = req.into_parts();
+        let body = self
+            .read_body(&parts, body, deadline)
+            .await
+            .map_err(refused)?;
+        let admitted = self
+            .admit(&parts.method, parts.uri.path(), deadline)
+            .await
+            .map_err(refused)?;
+        let instance = self.instance(&matched, deadline).await.map_err(refused)?;
+        let reused = instance.reused();
+        let request = guest_request(parts, body, &matched, client);
+        let response = self.call(instance, request, admitted, deadline).await;
+        Ok(Handled {
+            route: matched.raw_route,
+            component: matched.component,
+            reused: Some(reused),
+            response,
+        })
+    }
+
+    /// Step 1: the manifest's route for the path.
+    fn route(&self, req: &Request<Incoming>) -> Option<RouteMatch> {
+        self.router.route(req.uri().path())
+    }
+
+    /// Step 2: the whole body, within the size cap and the deadline, read in
+    /// an upload slot.
+    async fn read_body(
+        &self,
+        parts: &http::request::Parts,
+        body: Incoming,
+        deadline: Instant,
+    ) -> Result<Bytes, Response<HyperOutgoingBody>> {
+        let metrics = &self.runtime.shared.metrics;
         let limit = self.settings.max_body_bytes;
         let declared = parts
             .headers
@@ -254,103 +346,94 @@ impl Server {
         if declared.is_some_and(|len| len > limit as u64) {
             metrics.rejected("body_too_large");
             linger(body);
-            return respond(too_large(limit));
+            return Err(too_large(limit));
         }
-        let body = if body.is_end_stream() {
-            Bytes::new()
-        } else {
-            let upload =
-                tokio::time::timeout(ADMISSION_WAIT, self.uploads.clone().acquire_owned()).await;
-            let Ok(Ok(_upload)) = upload else {
-                metrics.rejected("uploads");
-                return respond(busy("too many uploads in progress; retry shortly"));
-            };
-            match read_body(body, limit, deadline).await {
-                Ok(collected) => collected,
-                Err(BodyError::TooLarge(rest)) => {
+        if body.is_end_stream() {
+            return Ok(Bytes::new());
+        }
+        let Some(_upload) = self.admission.upload_slot().await else {
+            metrics.rejected("uploads");
+            return Err(busy("too many uploads in progress; retry shortly"));
+        };
+        read_body(body, limit, deadline)
+            .await
+            .map_err(|error| match error {
+                BodyError::TooLarge(rest) => {
                     metrics.rejected("body_too_large");
                     linger(rest);
-                    return respond(too_large(limit));
+                    too_large(limit)
                 }
-                Err(BodyError::Unreadable) => {
-                    return respond(json_error(
-                        StatusCode::BAD_REQUEST,
-                        "body",
-                        "the request body could not be read",
-                    ));
-                }
-                Err(BodyError::TimedOut) => {
+                BodyError::Unreadable => json_error(
+                    StatusCode::BAD_REQUEST,
+                    "body",
+                    "the request body could not be read",
+                ),
+                BodyError::TimedOut => {
                     metrics.rejected("body_timeout");
-                    return respond(json_error(
+                    json_error(
                         StatusCode::REQUEST_TIMEOUT,
                         "body",
                         "the request body did not arrive in time",
-                    ));
+                    )
                 }
-            }
-        };
+            })
+    }
 
-        // A short wait absorbs the moment between a guest answering and its
-        // instance being torn down, when the client already sends its next
-        // request; a server that is really full still answers 503 at once.
-        let admitted =
-            tokio::time::timeout(ADMISSION_WAIT, self.admission.clone().acquire_owned()).await;
-        let Ok(Ok(permit)) = admitted else {
-            metrics.rejected("concurrency");
-            return respond(busy("too many concurrent requests; retry shortly"));
-        };
+    /// Step 3: the route's limit, if one matches, then the global cap.
+    async fn admit(
+        &self,
+        method: &http::Method,
+        path: &str,
+        deadline: Instant,
+    ) -> Result<Admitted, Response<HyperOutgoingBody>> {
+        self.admission
+            .admit(method, path, deadline)
+            .await
+            .map_err(|refusal| {
+                self.runtime.shared.metrics.rejected(refusal.reason());
+                busy(refusal.message())
+            })
+    }
 
-        let Some(component) = self.runtime.components.get(&component_id) else {
-            return respond(json_error(
+    /// Step 4: an instance of the route's component.
+    async fn instance(
+        &self,
+        matched: &RouteMatch,
+        deadline: Instant,
+    ) -> Result<Instance, Response<HyperOutgoingBody>> {
+        let Some(component) = self.runtime.components.get(&matched.component) else {
+            return Err(json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server",
                 "component not loaded",
             ));
         };
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost")
-            .to_string();
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
-        let full_url = format!("http://{host}{path_and_query}");
-        for (name, value) in matched.spin_headers(&full_url, &client.to_string()) {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                parts.headers.insert(name, value);
-            }
-        }
-        if !parts.headers.contains_key(http::header::HOST) {
-            parts
-                .headers
-                .insert(http::header::HOST, HeaderValue::from_static("localhost"));
-        }
-        parts.headers.remove(http::header::CONNECTION);
-        let request = Request::from_parts(parts, Full::new(body));
+        self.instances
+            .get(&self.runtime, &matched.component, component, deadline)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %format!("{e:#}"), "cannot instantiate the component");
+                internal_error()
+            })
+    }
 
-        let mut store = match self.runtime.store(component, deadline) {
-            Ok(store) => store,
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "cannot create the request's store");
-                return respond(json_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server",
-                    "internal error",
-                ));
-            }
-        };
+    /// Steps 5 and 6: calls the guest's handler in a task of its own (it may
+    /// keep streaming the body after the response's headers are out) and
+    /// answers with its response, or with the error that stopped it. The
+    /// task gives the instance back when the handler has returned, and holds
+    /// the admission slots until then.
+    async fn call(
+        &self,
+        instance: Instance,
+        request: Request<Full<Bytes>>,
+        admitted: Admitted,
+        deadline: Instant,
+    ) -> Response<HyperOutgoingBody> {
+        let mut instance = instance;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = {
             use wasmtime_wasi_http::WasiHttpView;
-            let mut http = store.data_mut().http();
+            let mut http = instance.store.data_mut().http();
             http.new_incoming_request(Scheme::Http, request)
                 .and_then(|req| Ok((req, http.new_response_outparam(sender)?)))
         };
@@ -358,48 +441,43 @@ impl Server {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "malformed request");
-                return respond(json_error(
-                    StatusCode::BAD_REQUEST,
-                    "request",
-                    "malformed request",
-                ));
+                self.instances.finish(instance, Outcome::Trapped);
+                return json_error(StatusCode::BAD_REQUEST, "request", "malformed request");
             }
         };
-        let pre = component.pre.clone();
-        metrics.instance_created();
+        let instances = self.instances.clone();
         let guest = tokio::spawn(
             async move {
-                // Held until the guest finishes, including streaming its body.
-                let _permit = permit;
-                let run = async {
-                    let proxy = pre.instantiate_async(&mut store).await?;
+                let _admitted = admitted;
+                let Instance { store, proxy, .. } = &mut instance;
+                let run =
                     proxy
                         .wasi_http_incoming_handler()
-                        .call_handle(&mut store, wasi_req, outparam)
-                        .await
-                };
-                match tokio::time::timeout_at(deadline.into(), run).await {
+                        .call_handle(&mut *store, wasi_req, outparam);
+                let result = match tokio::time::timeout_at(deadline.into(), run).await {
                     Ok(result) => result,
                     Err(_) => Err(wasmtime::Error::from(crate::runtime::DeadlineExceeded)),
-                }
+                };
+                let outcome = match &result {
+                    Ok(()) => Outcome::Returned,
+                    Err(e) if is_deadline(e) => Outcome::Deadline,
+                    Err(_) => Outcome::Trapped,
+                };
+                instances.finish(instance, outcome);
+                result
             }
             .in_current_span(),
         );
-
-        let response = match receiver.await {
+        match receiver.await {
             Ok(Ok(response)) => response,
             Ok(Err(code)) => {
                 tracing::error!(error = ?code, "component returned an error instead of a response");
-                json_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server",
-                    "internal error",
-                )
+                internal_error()
             }
             // The guest ended without setting a response.
             Err(_) => match guest.await {
                 Ok(Err(e)) if is_deadline(&e) => {
-                    metrics.rejected("deadline");
+                    self.runtime.shared.metrics.rejected("deadline");
                     tracing::warn!("component exceeded the request deadline");
                     json_error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -409,32 +487,57 @@ impl Server {
                 }
                 Ok(Err(e)) => {
                     tracing::error!(error = %format!("{e:#}"), "component failed");
-                    json_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "server",
-                        "internal error",
-                    )
+                    internal_error()
                 }
                 Ok(Ok(())) => {
                     tracing::error!("component returned without sending a response");
-                    json_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "server",
-                        "internal error",
-                    )
+                    internal_error()
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "component task failed");
-                    json_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "server",
-                        "internal error",
-                    )
+                    internal_error()
                 }
             },
-        };
-        respond(response)
+        }
     }
+}
+
+/// The request as the guest sees it: Spin's `spin-*` headers added, a `Host`
+/// header guaranteed, hop-by-hop `Connection` removed.
+fn guest_request(
+    mut parts: http::request::Parts,
+    body: Bytes,
+    matched: &RouteMatch,
+    client: SocketAddr,
+) -> Request<Full<Bytes>> {
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let full_url = format!("http://{host}{path_and_query}");
+    for (name, value) in matched.spin_headers(&full_url, &client.to_string()) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            parts.headers.insert(name, value);
+        }
+    }
+    if !parts.headers.contains_key(http::header::HOST) {
+        parts
+            .headers
+            .insert(http::header::HOST, HeaderValue::from_static("localhost"));
+    }
+    parts.headers.remove(http::header::CONNECTION);
+    Request::from_parts(parts, Full::new(body))
 }
 
 /// A hyper connection builder with the server's protocol settings.

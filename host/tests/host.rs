@@ -626,3 +626,210 @@ async fn tls_follows_sslmode() {
     .unwrap();
     assert!(output.to_lowercase().contains("certificate"), "{output}");
 }
+
+/// `/count` answers how many requests its instance has served.
+async fn counts(host: &support::Host, n: usize) -> Vec<String> {
+    let mut seen = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (status, body) = get(format!("{}/count", host.base)).await;
+        assert_eq!(status, 200, "{body}");
+        seen.push(body);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn without_reuse_every_request_gets_a_fresh_instance() {
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, |c| c).await;
+    assert_eq!(counts(&host, 3).await, ["1", "1", "1"]);
+    let metrics = host.metrics().await.unwrap();
+    assert!(
+        metrics.contains("wasmhost_instances_reused_total 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn with_reuse_consecutive_requests_share_an_instance_up_to_the_maximum() {
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, |c| c.arg("--max-instance-reuse").arg("4")).await;
+    // State in the instance's linear memory carries over: the same instance
+    // served the first four, a fresh one the fifth.
+    assert_eq!(counts(&host, 5).await, ["1", "2", "3", "4", "1"]);
+    let metrics = host.metrics().await.unwrap();
+    assert!(
+        metrics.contains("wasmhost_instances_reused_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wasmhost_instances_dropped_total{reason=\"max_reuse\"} 1"),
+        "{metrics}"
+    );
+    // The access log says which requests ran in a reused instance.
+    let log = host.log();
+    assert!(log.contains("reused=true"), "{log}");
+    assert!(log.contains("reused=false"), "{log}");
+}
+
+#[tokio::test]
+async fn an_idle_instance_is_dropped_after_the_idle_timeout() {
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, |c| {
+        c.arg("--max-instance-reuse")
+            .arg("100")
+            .arg("--idle-instance-timeout")
+            .arg("200ms")
+    })
+    .await;
+    assert_eq!(counts(&host, 2).await, ["1", "2"]);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(counts(&host, 1).await, ["1"]);
+    let metrics = host.metrics().await.unwrap();
+    assert!(
+        metrics.contains("wasmhost_instances_dropped_total{reason=\"idle_timeout\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// After a trap, a deadline, a refused memory growth or growth past the
+/// watermark, the next request gets a fresh instance (its count restarts
+/// at 1), even though reuse is on.
+#[tokio::test]
+async fn an_instance_that_trapped_timed_out_or_hit_a_limit_is_never_reused() {
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, |c| {
+        c.arg("--max-instance-reuse")
+            .arg("100")
+            .arg("--request-timeout-ms")
+            .arg("1000")
+            .arg("--memory-limit-mb")
+            .arg("64")
+            .arg("--instance-memory-watermark-mb")
+            .arg("32")
+    })
+    .await;
+    let cases = [
+        ("/trap", 500, "trapped"),
+        ("/loop", 503, "deadline"),
+        // 80 MiB more is past the 64 MiB limit: refused, answered, not trapped.
+        ("/grow?mb=80", 200, "limit"),
+        // 40 MiB more is allowed, but past the 32 MiB watermark.
+        ("/grow?mb=40", 200, "memory_watermark"),
+    ];
+    for (path, status, reason) in cases {
+        // The instance in use is reused: its count goes up by one.
+        let before = counts(&host, 2).await;
+        let numbers: Vec<u64> = before.iter().map(|n| n.parse().unwrap()).collect();
+        assert_eq!(numbers[1], numbers[0] + 1, "before {path}: {before:?}");
+        let (got, body) = get(format!("{}{path}", host.base)).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(counts(&host, 1).await, ["1"], "after {path}");
+        let metrics = host.metrics().await.unwrap();
+        assert!(
+            metrics.contains(&format!(
+                "wasmhost_instances_dropped_total{{reason=\"{reason}\"}} 1"
+            )),
+            "{path}: {metrics}"
+        );
+    }
+    let (_, grown) = get(format!("{}/grow?mb=80", host.base)).await;
+    assert_eq!(grown, "refused");
+}
+
+/// A route limit lets N requests of that route run; the next waits its turn
+/// in the queue, and past the queue bound the answer is 503 with
+/// Retry-After. Other routes are not held up.
+#[tokio::test]
+async fn a_route_limit_queues_requests_then_refuses_past_the_queue() {
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, |c| c.arg("--route-limit").arg("GET /sleep=1/1")).await;
+    let started = Instant::now();
+    let first = tokio::spawn(get(format!("{}/sleep?ms=1500", host.base)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued = tokio::spawn({
+        let url = format!("{}/sleep?ms=10", host.base);
+        async move {
+            let (status, _) = get(url).await;
+            (status, started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = http()
+        .get(format!("{}/sleep?ms=10", host.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let (status, body) = get(format!("{}/hello", host.base)).await;
+    assert_eq!((status, body.as_str()), (200, "hello"), "other routes run");
+    let metrics = host.metrics().await.unwrap();
+    assert!(
+        metrics.contains("wasmhost_route_limit_waiting{limit=\"GET /sleep\"} 1"),
+        "{metrics}"
+    );
+
+    assert_eq!(first.await.unwrap().0, 200);
+    let (status, waited) = queued.await.unwrap();
+    assert_eq!(status, 200, "the queued request ran");
+    assert!(
+        waited >= Duration::from_millis(1400),
+        "the queued request ran before the first finished: {waited:?}"
+    );
+    let metrics = host.metrics().await.unwrap();
+    assert!(
+        metrics.contains("wasmhost_requests_rejected_total{reason=\"route_queue_full\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// A client that writes its whole 12 MB body before it reads anything (as
+/// many HTTP libraries do) still reads the 413: the host keeps reading and
+/// discarding the body for a while instead of resetting the connection.
+#[tokio::test]
+async fn a_client_writing_a_12_mb_body_before_reading_gets_the_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, |c| c).await;
+    let body = vec![b'x'; 12 << 20];
+    for declared in [true, false] {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", host.port))
+            .await
+            .unwrap();
+        let head = if declared {
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+        } else {
+            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_string()
+        };
+        stream.write_all(head.as_bytes()).await.unwrap();
+        if declared {
+            stream
+                .write_all(&body)
+                .await
+                .expect("the whole body is taken");
+        } else {
+            for chunk in body.chunks(64 << 10) {
+                stream
+                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await
+                    .expect("the whole body is taken");
+                stream.write_all(chunk).await.unwrap();
+                stream.write_all(b"\r\n").await.unwrap();
+            }
+            stream.write_all(b"0\r\n\r\n").await.unwrap();
+        }
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "declared length {declared}: {answer:.200}"
+        );
+        assert!(answer.contains("request body exceeds"), "{answer:.400}");
+    }
+}
