@@ -137,36 +137,64 @@ pub fn article_list_query(
                       WHERE fu.username = ${n}::text)"
         ));
     }
-    if let Some(follower) = filter.followed_by {
-        let n = next_param(&mut params, follower.into());
-        conditions.push(format!(
-            "a.author_id IN (SELECT followee_id FROM follows WHERE follower_id = ${n}::bigint)"
-        ));
-    }
-    let where_clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let columns = "a.id, a.slug, a.title, a.description, a.created_at, a.updated_at, a.author_id";
+    let order = "ORDER BY a.created_at DESC, a.id DESC";
     // The page and the count repeat the filter instead of sharing a CTE: a
     // CTE used twice is materialized, and the page would then sort every
-    // matching article instead of reading `limit + offset` entries of
-    // articles_created_idx in order. The page carries the columns a list
-    // shows (no body), so it is not joined back to articles.
+    // matching article instead of reading `limit + offset` entries of an
+    // index in order. The page carries the columns a list shows (no body),
+    // so it is not joined back to articles.
+    let (page_sql, count_sql) = match filter.followed_by {
+        None => {
+            let where_clause = if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conditions.join(" AND "))
+            };
+            (
+                format!(
+                    "SELECT {columns} FROM articles a {where_clause} \
+                     {order} LIMIT $2::bigint OFFSET $3::bigint"
+                ),
+                format!("SELECT count(*) FROM articles a {where_clause}"),
+            )
+        }
+        // The feed: per followed author, the newest `limit + offset` of
+        // their articles (articles_author_created_idx, in order), merged;
+        // and the count as a sum of per-author index counts. Both read only
+        // the followed authors' entries, never the whole table.
+        Some(follower) => {
+            let n = next_param(&mut params, follower.into());
+            let also: String = conditions.iter().map(|c| format!(" AND {c}")).collect();
+            (
+                format!(
+                    "SELECT {columns} FROM follows f CROSS JOIN LATERAL \
+                       (SELECT {columns} FROM articles a \
+                        WHERE a.author_id = f.followee_id{also} \
+                        {order} LIMIT $2::bigint + $3::bigint) a \
+                     WHERE f.follower_id = ${n}::bigint \
+                     {order} LIMIT $2::bigint OFFSET $3::bigint"
+                ),
+                format!(
+                    "SELECT COALESCE(sum(per_author.n), 0)::bigint FROM follows f CROSS JOIN LATERAL \
+                       (SELECT count(*) AS n FROM articles a \
+                        WHERE a.author_id = f.followee_id{also}) per_author \
+                     WHERE f.follower_id = ${n}::bigint"
+                ),
+            )
+        }
+    };
     // A viewer named by a token must still exist (else 401): the statement
     // checks that too, and yields NULL instead of a page for a deleted user,
     // so a list or feed for a signed-in viewer stays one round trip.
     let sql = format!(
-        "WITH page AS (SELECT a.id, a.slug, a.title, a.description, a.created_at, \
-                              a.updated_at, a.author_id \
-                       FROM articles a {where_clause} \
-                       ORDER BY a.created_at DESC, a.id DESC LIMIT $2::bigint OFFSET $3::bigint) \
+        "WITH page AS ({page_sql}) \
          SELECT CASE WHEN $1::bigint = {anonymous} \
                           OR EXISTS (SELECT 1 FROM users WHERE id = $1::bigint) THEN \
            json_build_object(\
              'articles', COALESCE((SELECT json_agg({article} ORDER BY a.created_at DESC, a.id DESC) \
                                    FROM page a JOIN users u ON u.id = a.author_id), '[]'::json), \
-             'articlesCount', (SELECT count(*) FROM articles a {where_clause}))::text END",
+             'articlesCount', ({count_sql}))::text END",
         anonymous = ANONYMOUS_ID,
         article = article_json(false),
     );
@@ -317,27 +345,13 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     let tags_json = serde_json::to_string(&tags)?;
 
     let db = db::connect()?;
-    if !tags.is_empty() {
-        // The tags that do not exist yet, and only those: an existing tag is
-        // neither written nor locked, so creations that share a tag do not
-        // queue on its row. A tag another creation is inserting right now
-        // makes this statement wait for that one to commit (then it is
-        // skipped) or roll back (then it is inserted here). Names go in
-        // sorted order, so two creations never wait on each other in a
-        // cycle. This statement commits before the next one starts, whose
-        // snapshot therefore holds every tag named here.
-        db::execute(
-            &db,
-            "INSERT INTO tags (name) \
-             SELECT value FROM json_array_elements_text($1::text::json) ORDER BY value \
-             ON CONFLICT (name) DO NOTHING",
-            &[tags_json.clone().into()],
-        )?;
-    }
-    // The article, its tag links and the article as the API shows it, in one
-    // statement. The rendering reads what the inserts returned (a statement
-    // does not see its own inserts): the tags it linked, no favorites yet,
-    // and the author, whom the caller does not follow.
+    // The article, its tags and their links, and the article as the API
+    // shows it, in one statement. `tag_ids` (migrations/0008) creates the
+    // tags that do not exist yet without writing or locking the existing
+    // ones, and still finds a tag another creation committed a moment ago.
+    // The rendering reads what the inserts returned (a statement does not
+    // see its own inserts): the tags it linked, no favorites yet, and the
+    // author, whom the caller does not follow.
     let rows = db::query(
         &db,
         &format!(
@@ -349,15 +363,17 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
              input_tags AS ( \
                SELECT value AS name, ordinality::integer AS position \
                FROM json_array_elements_text($6::text::json) WITH ORDINALITY), \
+             named_tags AS ( \
+               SELECT id, name FROM tag_ids(ARRAY(SELECT name FROM input_tags))), \
              linked AS ( \
                INSERT INTO article_tags (article_id, tag_id, position) \
                SELECT na.id, t.id, it.position \
-               FROM new_article na CROSS JOIN input_tags it JOIN tags t ON t.name = it.name \
+               FROM new_article na CROSS JOIN input_tags it JOIN named_tags t ON t.name = it.name \
                RETURNING tag_id) \
              SELECT json_build_object(\
                'slug', a.slug, 'title', a.title, 'description', a.description, 'body', a.body, \
                'tagList', COALESCE((SELECT json_agg(t.name ORDER BY t.name) \
-                                    FROM linked l JOIN tags t ON t.id = l.tag_id), '[]'::json), \
+                                    FROM linked l JOIN named_tags t ON t.id = l.tag_id), '[]'::json), \
                'createdAt', {created}, 'updatedAt', {updated}, \
                'favorited', false, 'favoritesCount', 0, 'author', {author})::text \
              FROM new_article a JOIN users u ON u.id = a.author_id",
@@ -633,6 +649,68 @@ mod tests {
         let filter = ListFilter::from_query(&query_pairs("tag=&author=jake"));
         assert_eq!(filter.tag, None);
         assert_eq!(filter.author.as_deref(), Some("jake"));
+    }
+
+    /// The statement in pgbench's form (bench/pgbench/*.sql): parameters as
+    /// pgbench variables, and the colons of the timestamp pattern written
+    /// `chr(58)`, since pgbench would read `:MI` as a variable.
+    fn pgbench_form(sql: &str, variables: &[&str]) -> String {
+        let mut sql = sql.replace(
+            r#"'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'"#,
+            r#"('YYYY-MM-DD"T"HH24' || chr(58) || 'MI' || chr(58) || 'SS.MS"Z"')"#,
+        );
+        for (index, name) in variables.iter().enumerate().rev() {
+            sql = sql.replace(&format!("${}::", index + 1), &format!(":{name}::"));
+        }
+        sql.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// The statement of a bench/pgbench file, without its comments and
+    /// `\set` lines.
+    fn pgbench_statement(file: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../bench/pgbench")
+            .join(file);
+        let text = std::fs::read_to_string(&path).expect("bench/pgbench file");
+        let statement: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.starts_with("--") && !line.starts_with('\\'))
+            .collect();
+        statement
+            .join(" ")
+            .trim_end()
+            .trim_end_matches(';')
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The benchmark's baselines and plans (bench/pgbench) run exactly the
+    /// statements the list and the feed send.
+    #[test]
+    fn bench_statements_are_the_ones_the_api_sends() {
+        let page = Page {
+            limit: 20,
+            offset: 0,
+        };
+        let (list, _) = article_list_query(0, page, &ListFilter::default());
+        let expected = pgbench_form(&list, &["viewer", "page_limit", "page_offset"]);
+        assert_eq!(
+            pgbench_statement("article_list.sql"),
+            expected,
+            "bench/pgbench/article_list.sql is out of step; its statement is now:\n{expected}"
+        );
+        let feed_filter = ListFilter {
+            followed_by: Some(1),
+            ..ListFilter::default()
+        };
+        let (feed, _) = article_list_query(1, page, &feed_filter);
+        let expected = pgbench_form(&feed, &["viewer", "page_limit", "page_offset", "viewer"]);
+        assert_eq!(
+            pgbench_statement("feed.sql"),
+            expected,
+            "bench/pgbench/feed.sql is out of step; its statement is now:\n{expected}"
+        );
     }
 
     #[test]

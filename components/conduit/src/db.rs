@@ -24,11 +24,6 @@ pub fn query(db: &Connection, sql: &str, params: &[ParameterValue]) -> Result<Ro
     Ok(db.query(sql, params)?)
 }
 
-/// Runs a statement that returns no rows; the number of rows it changed.
-pub fn execute(db: &Connection, sql: &str, params: &[ParameterValue]) -> Result<u64, Error> {
-    Ok(db.execute(sql, params)?)
-}
-
 /// The value in column `index` of `row`, decoded.
 pub fn column<T: Decode>(row: &[DbValue], index: usize) -> Result<T, Error> {
     let value = row
