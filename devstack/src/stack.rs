@@ -43,6 +43,12 @@ impl Secrets {
     }
 }
 
+/// Route limits of the shipped deployments (`WASMHOST_ROUTE_LIMITS`): two
+/// password hashes at a time per replica, 128 more waiting. Two cores hash
+/// no faster with more in flight, and each one holds an instance with its
+/// 19 MiB.
+pub const PASSWORD_ROUTE_LIMITS: &str = "POST /api/users/login=2/128,POST /api/users=2/128";
+
 #[derive(Clone, Debug)]
 pub struct StackConfig {
     /// The project root: spin.toml, migrations/, docker/nginx/nginx.conf.
@@ -164,6 +170,15 @@ impl Stack {
             env.push((
                 "WASMHOST_CACHE_DIR".to_owned(),
                 cache_dir.display().to_string(),
+            ));
+        }
+        // The login and registration hash a password (argon2id, 19 MiB):
+        // a few at a time per replica, the rest queued, unless the caller
+        // says otherwise.
+        if std::env::var_os("WASMHOST_ROUTE_LIMITS").is_none() {
+            env.push((
+                "WASMHOST_ROUTE_LIMITS".to_owned(),
+                PASSWORD_ROUTE_LIMITS.to_owned(),
             ));
         }
         env.extend(config.replica_env.iter().cloned());
