@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LUA = BENCH / "wrk" / "scenario.lua"
 PGBENCH_SQL = BENCH / "pgbench" / "article_list.sql"
+FEED_SQL = BENCH / "pgbench" / "feed.sql"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Read-only scenarios first, so the data they read is the seeded set; the
@@ -329,6 +330,19 @@ def explain_list_query(database_url: str) -> str:
         sql = sql.replace(f":{name}::", f"{value}::")
     plan = psql(database_url, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql.rstrip().rstrip(";"))
     return "# EXPLAIN ANALYZE of the article list's statement (anonymous viewer, limit 20), seeded data\n\n" + plan + "\n"
+
+
+def explain_feed_query(database_url: str) -> str:
+    """The plan and timings of the feed's statement, for the seeded user who
+    follows the most authors."""
+    follower = psql(database_url, "SELECT follower_id FROM follows GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1")
+    follows = psql(database_url, f"SELECT count(*) FROM follows WHERE follower_id = {int(follower)}")
+    sql = "\n".join(line for line in FEED_SQL.read_text().splitlines() if not line.startswith(("--", "\\")))
+    for name, value in (("viewer", follower), ("page_limit", "20"), ("page_offset", "0")):
+        sql = sql.replace(f":{name}::", f"{value}::")
+    plan = psql(database_url, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql.rstrip().rstrip(";"))
+    return (f"# EXPLAIN ANALYZE of the feed's statement (user {follower}, who follows {follows} authors; "
+            "limit 20), seeded data\n\n" + plan + "\n")
 
 
 def psql(database_url: str, sql: str) -> str:
@@ -708,6 +722,114 @@ def host_benchmark(procs, args, work_dir, database_url, postgres_pid, data_dir) 
     return results
 
 
+def previous_manifest(previous: Path, work_dir: Path) -> Path:
+    """The project's spin.toml with the Conduit component taken from a
+    previous build (`--previous DIR`); the docs component is the current one."""
+    text = (ROOT / "spin.toml").read_text()
+    text = text.replace(
+        'source = "target/wasm32-wasip2/release/conduit.wasm"',
+        f'source = "{(previous / "conduit.wasm").resolve()}"',
+    )
+    text = text.replace(
+        'source = "target/wasm32-wasip2/release/docs.wasm"',
+        f'source = "{(ROOT / "target/wasm32-wasip2/release/docs.wasm").resolve()}"',
+    )
+    manifest = work_dir / "previous-spin.toml"
+    manifest.write_text(text)
+    return manifest
+
+
+def start_previous_replica(procs: Processes, args, like: Replica, work_dir: Path):
+    """A replica of the previous build beside the stack: the same command line
+    shape and environment as the stack's replica `like` (read from /proc), on
+    the same database, with the previous wasmhost and Conduit component."""
+    environ = Path(f"/proc/{like.pid}/environ").read_bytes().split(b"\0")
+    env = dict(entry.decode().split("=", 1) for entry in environ if b"=" in entry)
+    api_port, admin_port = free_port(), free_port()
+    child = procs.start(
+        [
+            str(args.previous_wasmhost),
+            "serve",
+            "--manifest",
+            str(previous_manifest(args.previous, work_dir)),
+            "--listen",
+            f"127.0.0.1:{api_port}",
+            "--admin-listen",
+            f"127.0.0.1:{admin_port}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ready(f"http://127.0.0.1:{admin_port}/readyz", timeout=300.0)
+    return child, Replica("previous", f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{admin_port}", child.pid)
+
+
+def tags_updates(database_url: str) -> int:
+    """Row updates of the tags table so far (pg_stat_user_tables). A backend
+    flushes its statistics at most once a second, and an idle one within ten
+    seconds: wait for that, so that each run is charged its own updates."""
+    time.sleep(11)
+    return int(psql(database_url, "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'tags'") or 0)
+
+
+def compare_builds(procs, args, work_dir, replicas, database_url, postgres_pid, data_dir) -> dict:
+    """The previous build (`--previous DIR`) against the current one, each as
+    one replica called directly, at one concurrency level: for every scenario
+    the two alternate over several rounds and the median round counts."""
+    previous_child, previous = start_previous_replica(procs, args, replicas[0], work_dir)
+    current = Replica("current", replicas[0].api_url, replicas[0].admin_url, replicas[0].pid)
+    c, d = args.compare_connections, args.compare_duration
+    results: dict = {
+        "label": args.previous_label,
+        "connections": c,
+        "seconds": d,
+        "rounds": args.compare_rounds,
+        "scenarios": {},
+    }
+    for replica in (previous, current):
+        run_wrk(replica.api_url, "article", 8, 2, data_dir)
+    for scenario in args.compare_scenarios:
+        runs: dict[str, list[dict]] = {"previous": [], "current": []}
+        updates: dict[str, int] = {"previous": 0, "current": 0}
+        for round_number in range(args.compare_rounds):
+            for key, replica in (("previous", previous), ("current", current)):
+                before = tags_updates(database_url) if scenario == "create_article" else 0
+                runs[key].append(measured([replica], postgres_pid, None,
+                                          lambda: run_wrk(replica.api_url, scenario, c, d, data_dir)))
+                if scenario == "create_article":
+                    updates[key] += tags_updates(database_url) - before
+                    psql(database_url, "DELETE FROM articles WHERE title LIKE 'Load article %'")
+                elif scenario == "comment":
+                    psql(database_url, "DELETE FROM comments WHERE body LIKE 'Load comment %'")
+            log(f"compare {scenario} round {round_number + 1}: previous {runs['previous'][-1]['rps']} "
+                f"current {runs['current'][-1]['rps']} req/s")
+        entry = {key: median_run(value) for key, value in runs.items()}
+        entry["ratio"] = round(entry["current"]["rps"] / entry["previous"]["rps"], 2) if entry["previous"]["rps"] else None
+        if scenario == "create_article":
+            entry["tags_rows_updated"] = updates
+        results["scenarios"][scenario] = entry
+
+    # The login's password hash: the component's (a login at one connection,
+    # which is the hash plus one primary-key SELECT) against the same hash
+    # computed natively (`bench argon2`).
+    native = json.loads(subprocess.run(
+        [str(args.bench_bin), "argon2", "--iterations", "40"], capture_output=True, text=True, check=True,
+    ).stdout)
+    hashes: dict = {"native_median_ms": round(native["median_ms"], 2), "native_min_ms": round(native["min_ms"], 2),
+                    "params": native["params"]}
+    for key, replica in (("previous", previous), ("current", current)):
+        run = run_wrk(replica.api_url, "login", 1, d, data_dir)
+        hashes[f"{key}_login_c1_p50_ms"] = run["latency_ms"]["p50"]
+        hashes[f"{key}_vs_native"] = round(run["latency_ms"]["p50"] / native["median_ms"], 2)
+    results["argon2"] = hashes
+    log(f"argon2: native {hashes['native_median_ms']} ms; login at c=1 previous "
+        f"{hashes['previous_login_c1_p50_ms']} ms, current {hashes['current_login_c1_p50_ms']} ms")
+    procs.stop(previous_child)
+    return results
+
+
 RUST_ESCAPES = {
     "$LT$": "<", "$GT$": ">", "$RF$": "&", "$BP$": "*", "$SP$": "@", "$LP$": "(", "$RP$": ")",
     "$C$": ",", "$u20$": " ", "$u27$": "'", "$u5b$": "[", "$u5d$": "]", "$u7b$": "{", "$u7d$": "}",
@@ -902,8 +1024,49 @@ def markdown(report: dict) -> str:
             "",
         ]
 
+    compare = report.get("compare")
+    if compare:
+        lines += [
+            f"## Previous build ({compare['label']}) against the current one",
+            "",
+            f"One replica each, called directly, on the same database; {compare['connections']} connections, "
+            f"{compare['seconds']}s per run, {compare['rounds']} interleaved rounds (previous, current, ...), "
+            "median round shown.",
+            "",
+            "| scenario | previous req/s | current req/s | current / previous | previous p99 ms | current p99 ms "
+            "| previous SQL/req | current SQL/req | previous replica CPU ms/req | current replica CPU ms/req "
+            "| previous peak RSS MiB | current peak RSS MiB | rounds (previous; current) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for scenario, entry in compare["scenarios"].items():
+            prev, cur = entry["previous"], entry["current"]
+            rss = lambda run: next(iter(run.get("replica_peak_rss_mib", {}).values()), None)
+            lines.append(
+                f"| `{scenario}` | {fmt(prev['rps'])} | {fmt(cur['rps'])} | **{entry['ratio']}x** "
+                f"| {fmt(prev['latency_ms']['p99'], 1)} | {fmt(cur['latency_ms']['p99'], 1)} "
+                f"| {fmt(prev.get('sql_per_request'), 2)} | {fmt(cur.get('sql_per_request'), 2)} "
+                f"| {fmt(prev.get('replica_cpu_ms_per_request'), 2)} | {fmt(cur.get('replica_cpu_ms_per_request'), 2)} "
+                f"| {fmt(rss(prev))} | {fmt(rss(cur))} "
+                f"| {', '.join(fmt(x, 0) for x in prev['rounds_rps'])}; {', '.join(fmt(x, 0) for x in cur['rounds_rps'])} |"
+            )
+        create = compare["scenarios"].get("create_article", {})
+        if "tags_rows_updated" in create:
+            updated = create["tags_rows_updated"]
+            lines += ["", f"- Rows of `tags` updated during the create runs (`pg_stat_user_tables.n_tup_upd`): "
+                          f"previous build {updated['previous']}, current build {updated['current']}"]
+        hashes = compare.get("argon2")
+        if hashes:
+            lines += [
+                f"- Password hash ({hashes['params']}): native (`bench argon2`, same crate) "
+                f"{hashes['native_median_ms']} ms median, {hashes['native_min_ms']} ms best; a login at one "
+                f"connection (the hash plus one SELECT), p50: previous build {hashes['previous_login_c1_p50_ms']} ms "
+                f"(**{hashes['previous_vs_native']}x** native), current build {hashes['current_login_c1_p50_ms']} ms "
+                f"(**{hashes['current_vs_native']}x** native)",
+            ]
+        lines.append("")
+
     levels = report["levels"]
-    lines += ["## Conduit scenarios", ""]
+    lines += ["## Conduit scenarios", ""] if report["targets"] else []
     for target in report["targets"]:
         lines += [f"### {target['label']}", ""]
         lines += [
@@ -924,11 +1087,14 @@ def markdown(report: dict) -> str:
                 )
         lines.append("")
 
-    lines += ["## Baselines", "", "### pgbench: the article list's SQL (anonymous viewer, limit 20)", ""]
-    lines += [
-        "| clients | tx/s | p50 ms | p90 ms | p99 ms | max ms | failed | list through one replica, req/s | ratio |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    if report["pgbench"] or host:
+        lines += ["## Baselines", ""]
+    if report["pgbench"]:
+        lines += ["### pgbench: the article list's SQL (anonymous viewer, limit 20)", ""]
+        lines += [
+            "| clients | tx/s | p50 ms | p90 ms | p99 ms | max ms | failed | list through one replica, req/s | ratio |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
     direct = next((t for t in report["targets"] if t["key"] == "direct"), None)
     for run in report["pgbench"]:
         api = None
@@ -958,10 +1124,38 @@ def markdown(report: dict) -> str:
     lines += ["", f"Chart: [{report['chart']}]({report['chart']})" if report.get("chart") else ""]
     if report.get("explain"):
         lines += ["", f"Plan of the list query: [{report['explain']}]({report['explain']})"]
+    if report.get("explain_feed"):
+        lines += ["", f"Plan of the feed query: [{report['explain_feed']}]({report['explain_feed']})"]
     if report.get("profiles"):
         lines += ["", "Profiles: " + ", ".join(f"[{p}]({p})" for p in report["profiles"])]
-    lines += ["", "Levels: " + ", ".join(map(str, levels)), ""]
+    if levels:
+        lines += ["", "Levels: " + ", ".join(map(str, levels)), ""]
     return "\n".join(lines)
+
+
+def compare_chart(report: dict, path: Path, plt) -> bool:
+    """Previous against current build: req/s and p99 per scenario, as bars."""
+    compare = report["compare"]
+    names = list(compare["scenarios"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.38
+    for axis, (title, value) in zip(axes, (
+        ("requests per second (median round)", lambda run: run["rps"]),
+        ("p99 latency, ms", lambda run: run["latency_ms"]["p99"]),
+    )):
+        for offset, key, label in ((-width / 2, "previous", compare["label"]), (width / 2, "current", "current build")):
+            axis.bar([i + offset for i in range(len(names))],
+                     [value(compare["scenarios"][n][key]) for n in names], width, label=label)
+        axis.set_xticks(range(len(names)), names, rotation=20)
+        axis.set_title(title)
+        axis.grid(axis="y", alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[0].legend()
+    fig.suptitle(f"One replica, {compare['connections']} connections, {compare['rounds']} interleaved rounds")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
 
 
 def chart(report: dict, path: Path) -> bool:
@@ -974,6 +1168,8 @@ def chart(report: dict, path: Path) -> bool:
         log("matplotlib missing: no chart")
         return False
     targets = report["targets"]
+    if not targets:
+        return compare_chart(report, path, plt) if report.get("compare") else False
     fig, axes = plt.subplots(2, len(targets), figsize=(7 * len(targets), 9), squeeze=False)
     for column, target in enumerate(targets):
         for scenario in report["scenarios"]:
@@ -1030,6 +1226,13 @@ def main() -> int:
     parser.add_argument("--host-rounds", type=int, default=3)
     parser.add_argument("--candidate-wasmhost", type=Path, help="a second wasmhost build to compare in the host benchmark")
     parser.add_argument("--candidate-label", default="candidate", help="what the candidate build changes")
+    parser.add_argument("--previous", type=Path,
+                        help="a previous build (a directory with wasmhost and conduit.wasm) to compare with the current one")
+    parser.add_argument("--previous-label", default="previous build", help="which build --previous holds")
+    parser.add_argument("--compare-scenarios", default="create_article,feed,login,list_auth,article")
+    parser.add_argument("--compare-connections", type=int, default=64)
+    parser.add_argument("--compare-duration", type=int, default=10)
+    parser.add_argument("--compare-rounds", type=int, default=3)
     parser.add_argument("--skip-host", action="store_true")
     parser.add_argument("--profile-seconds", type=int, default=10)
     parser.add_argument("--no-profile", action="store_true")
@@ -1049,7 +1252,8 @@ def main() -> int:
             chart(report, args.render.with_suffix(".svg"))
         args.render.with_suffix(".md").write_text(markdown(report))
         return 0
-    args.levels = [int(x) for x in args.levels.split(",")]
+    args.levels = [int(x) for x in args.levels.split(",") if x]
+    args.compare_scenarios = [s for s in args.compare_scenarios.split(",") if s]
     scenarios = [s for s in args.scenarios.split(",") if s]
     started = datetime.datetime.now(datetime.timezone.utc)
     deadline_note = time.monotonic()
@@ -1110,6 +1314,10 @@ def main() -> int:
                 copy = work_dir / file_name
                 shutil.copy2(original, copy)
                 setattr(args, attribute, copy)
+        args.previous_wasmhost = None
+        if args.previous:
+            args.previous_wasmhost = work_dir / "wasmhost-previous"
+            shutil.copy2(args.previous / "wasmhost", args.previous_wasmhost)
         log("starting the stack (private PostgreSQL, 3 replicas, nginx)")
         stack = procs.start(
             [
@@ -1155,6 +1363,12 @@ def main() -> int:
         explain = args.results / f"{args.name}-explain-list.txt"
         explain.write_text(explain_list_query(database_url))
         report["explain"] = explain.name
+        explain_feed = args.results / f"{args.name}-explain-feed.txt"
+        explain_feed.write_text(explain_feed_query(database_url))
+        report["explain_feed"] = explain_feed.name
+
+        if args.previous:
+            report["compare"] = compare_builds(procs, args, work_dir, replicas, database_url, postgres_pid, data_dir)
 
         if not args.skip_host:
             report["host"] = host_benchmark(procs, args, work_dir, database_url, postgres_pid, data_dir)
