@@ -602,6 +602,42 @@ def start_test_app(procs: Processes, wasmhost: Path, manifest: Path, database_ur
     return child, replica
 
 
+HELLO_WASM = ROOT / "target/wasm32-wasip2/release/hello.wasm"
+
+
+def start_hello_wasmhost(procs: Processes, wasmhost: Path, work_dir: Path, reuse: int):
+    """wasmhost serving the pure hello component (bench/hello), with
+    `--max-instance-reuse reuse`."""
+    manifest = work_dir / "hello.toml"
+    manifest.write_text((BENCH / "hello" / "spin.toml").read_text().replace("WASM_PATH", str(HELLO_WASM)))
+    api_port, admin_port = free_port(), free_port()
+    child = procs.start(
+        [str(wasmhost), "serve", "--manifest", str(manifest), "--listen", f"127.0.0.1:{api_port}",
+         "--admin-listen", f"127.0.0.1:{admin_port}", "--cache-dir", str(work_dir / "hello-cache"),
+         "--max-instance-reuse", str(reuse)],
+        env=dict(os.environ, RUST_LOG="warn"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ready(f"http://127.0.0.1:{admin_port}/readyz")
+    return child, Replica(f"hello-wasmhost-reuse-{reuse}", f"http://127.0.0.1:{api_port}",
+                          f"http://127.0.0.1:{admin_port}", child.pid)
+
+
+def start_wasmtime_serve(procs: Processes, wasmtime: Path, reuse: int):
+    """`wasmtime serve` running the same hello component; `reuse` > 1 sets
+    `--max-instance-reuse-count` (its default for WASIp2 components is 1)."""
+    port = free_port()
+    # `-S cli=y`: Rust's standard library in the component imports
+    # wasi:cli/environment, which `wasmtime serve` adds only on request.
+    command = [str(wasmtime), "serve", "-S", "cli=y", "--addr", f"127.0.0.1:{port}"]
+    if reuse > 1:
+        command += ["--max-instance-reuse-count", str(reuse)]
+    child = procs.start(command + [str(HELLO_WASM)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(f"http://127.0.0.1:{port}/hello")
+    return child, f"http://127.0.0.1:{port}"
+
+
 def free_port() -> int:
     import socket
 
@@ -650,11 +686,14 @@ def host_benchmark(procs, args, work_dir, database_url, postgres_pid, data_dir) 
     if args.candidate_wasmhost:
         _, candidate = start_test_app(procs, args.candidate_wasmhost, manifest, database_url, True, work_dir / "candidate-cache")
 
-    def native_run() -> dict:
-        ticks_before = cpu_ticks(native.pid)
-        run = run_wrk(native_url, "hello", c, d, data_dir)
-        run["replica_cpu_ms_per_request"] = (cpu_ticks(native.pid) - ticks_before) * 1000.0 / CLOCK_TICKS / run["requests"]
+    def process_run(pid: int, url: str) -> dict:
+        ticks_before = cpu_ticks(pid)
+        run = run_wrk(url, "hello", c, d, data_dir, "/hello")
+        run["replica_cpu_ms_per_request"] = (cpu_ticks(pid) - ticks_before) * 1000.0 / CLOCK_TICKS / run["requests"]
         return run
+
+    def native_run() -> dict:
+        return process_run(native.pid, native_url)
 
     def app_run(replica: Replica, path: str, connections: int, pg: bool) -> dict:
         return measured(
@@ -670,6 +709,22 @@ def host_benchmark(procs, args, work_dir, database_url, postgres_pid, data_dir) 
         "pg_one_cache_on_c1": lambda: app_run(cached, "/pg/one", 1, True),
         "pg_one_cache_off_c1": lambda: app_run(uncached, "/pg/one", 1, True),
     }
+    # The pure hello component on wasmhost and on `wasmtime serve`, each with
+    # a fresh instance per request and with instance reuse.
+    hello_servers = []
+    if args.wasmtime and HELLO_WASM.exists():
+        for reuse in (1, args.reuse_count):
+            child, server = start_hello_wasmhost(procs, args.wasmhost, work_dir, reuse)
+            hello_servers.append(child)
+            key = "hello_wasmhost_fresh" if reuse == 1 else "hello_wasmhost_reuse"
+            plan[key] = (lambda server: lambda: app_run(server, "/hello", c, False))(server)
+            child, url = start_wasmtime_serve(procs, args.wasmtime, reuse)
+            hello_servers.append(child)
+            key = "hello_wasmtime_fresh" if reuse == 1 else "hello_wasmtime_reuse"
+            plan[key] = (lambda pid, url: lambda: process_run(pid, url))(child.pid, url)
+        results["reuse_count"] = args.reuse_count
+    elif args.wasmtime:
+        log(f"{HELLO_WASM} is missing: build bench/hello for wasm32-wasip2 to compare with wasmtime serve")
     if candidate:
         plan["candidate_hello"] = lambda: app_run(candidate, "/hello", c, False)
         plan["candidate_pg_one"] = lambda: app_run(candidate, "/pg/one", c, True)
@@ -704,9 +759,16 @@ def host_benchmark(procs, args, work_dir, database_url, postgres_pid, data_dir) 
     for child in [p for p in procs.children if p is not None and p.args[0] in (str(args.wasmhost), str(args.candidate_wasmhost))]:
         procs.stop(child)
     procs.stop(native)
+    for child in hello_servers:
+        procs.stop(child)
 
     def ratio(a: str, b: str) -> float:
         return round(results[a]["rps"] / results[b]["rps"], 2)
+
+    if "hello_wasmtime_fresh" in results:
+        results["wasmhost_vs_wasmtime_fresh"] = ratio("hello_wasmhost_fresh", "hello_wasmtime_fresh")
+        results["wasmhost_vs_wasmtime_reuse"] = ratio("hello_wasmhost_reuse", "hello_wasmtime_reuse")
+        results["wasmhost_reuse_vs_native"] = ratio("hello_wasmhost_reuse", "native_hello")
 
     results["hello_vs_native"] = ratio("wasmhost_hello", "native_hello")
     results["cache_on_vs_off"] = ratio("pg_one_cache_on", "pg_one_cache_off")
@@ -739,19 +801,21 @@ def previous_manifest(previous: Path, work_dir: Path) -> Path:
     return manifest
 
 
-def start_previous_replica(procs: Processes, args, like: Replica, work_dir: Path):
-    """A replica of the previous build beside the stack: the same command line
-    shape and environment as the stack's replica `like` (read from /proc), on
-    the same database, with the previous wasmhost and Conduit component."""
+def start_replica_like(procs: Processes, like: Replica, name: str, wasmhost: Path, manifest: Path,
+                       extra_env: dict[str, str] | None = None):
+    """A replica beside the stack: the same command line shape and
+    environment as the stack's replica `like` (read from /proc), on the same
+    database, with the given wasmhost, manifest and extra environment."""
     environ = Path(f"/proc/{like.pid}/environ").read_bytes().split(b"\0")
     env = dict(entry.decode().split("=", 1) for entry in environ if b"=" in entry)
+    env.update(extra_env or {})
     api_port, admin_port = free_port(), free_port()
     child = procs.start(
         [
-            str(args.previous_wasmhost),
+            str(wasmhost),
             "serve",
             "--manifest",
-            str(previous_manifest(args.previous, work_dir)),
+            str(manifest),
             "--listen",
             f"127.0.0.1:{api_port}",
             "--admin-listen",
@@ -763,7 +827,42 @@ def start_previous_replica(procs: Processes, args, like: Replica, work_dir: Path
         stderr=subprocess.DEVNULL,
     )
     wait_ready(f"http://127.0.0.1:{admin_port}/readyz", timeout=300.0)
-    return child, Replica("previous", f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{admin_port}", child.pid)
+    return child, Replica(name, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{admin_port}", child.pid)
+
+
+def interleaved(replicas: dict[str, Replica], scenario: str, connections: int, duration: int, rounds: int,
+                data_dir: Path, postgres_pid) -> dict[str, dict]:
+    """Each replica in turn, `rounds` times; the median round of each."""
+    runs: dict[str, list[dict]] = {key: [] for key in replicas}
+    for round_number in range(rounds):
+        for key, replica in replicas.items():
+            runs[key].append(measured([replica], postgres_pid, None,
+                                      lambda: run_wrk(replica.api_url, scenario, connections, duration, data_dir)))
+        log(f"{scenario} round {round_number + 1}: " + ", ".join(f"{k} {v[-1]['rps']}" for k, v in runs.items()))
+    return {key: median_run(value) for key, value in runs.items()}
+
+
+def reuse_comparison(procs, args, replicas, postgres_pid, data_dir) -> dict:
+    """Conduit with instance reuse against a fresh instance per request: the
+    stack's first replica and one more replica of the same build with
+    `WASMHOST_MAX_INSTANCE_REUSE`, called directly, interleaved."""
+    child, reuse = start_replica_like(
+        procs, replicas[0], "reuse", args.wasmhost, ROOT / "spin.toml",
+        {"WASMHOST_MAX_INSTANCE_REUSE": str(args.reuse_count)},
+    )
+    fresh = Replica("fresh", replicas[0].api_url, replicas[0].admin_url, replicas[0].pid)
+    results: dict = {"connections": args.compare_connections, "seconds": args.compare_duration,
+                     "rounds": args.compare_rounds, "max_instance_reuse": args.reuse_count, "scenarios": {}}
+    for scenario in args.reuse_scenarios:
+        entry = interleaved({"fresh": fresh, "reuse": reuse}, scenario, args.compare_connections,
+                            args.compare_duration, args.compare_rounds, data_dir, postgres_pid)
+        entry["ratio"] = round(entry["reuse"]["rps"] / entry["fresh"]["rps"], 2) if entry["fresh"]["rps"] else None
+        results["scenarios"][scenario] = entry
+    _, text = http_get(reuse.admin_url + "/metrics")
+    results["instances_created"] = metric_sum(text, "wasmhost_instances_total")
+    results["instances_reused"] = metric_sum(text, "wasmhost_instances_reused_total")
+    procs.stop(child)
+    return results
 
 
 def tags_updates(database_url: str) -> int:
@@ -778,7 +877,9 @@ def compare_builds(procs, args, work_dir, replicas, database_url, postgres_pid, 
     """The previous build (`--previous DIR`) against the current one, each as
     one replica called directly, at one concurrency level: for every scenario
     the two alternate over several rounds and the median round counts."""
-    previous_child, previous = start_previous_replica(procs, args, replicas[0], work_dir)
+    previous_child, previous = start_replica_like(
+        procs, replicas[0], "previous", args.previous_wasmhost, previous_manifest(args.previous, work_dir),
+    )
     current = Replica("current", replicas[0].api_url, replicas[0].admin_url, replicas[0].pid)
     c, d = args.compare_connections, args.compare_duration
     results: dict = {
@@ -993,6 +1094,10 @@ def markdown(report: dict) -> str:
             ("pg_one_cache_off", "wasmhost `/pg/one`, statement cache off"),
             ("pg_one_cache_on_c1", "wasmhost `/pg/one`, cache on, **1 connection**"),
             ("pg_one_cache_off_c1", "wasmhost `/pg/one`, cache off, **1 connection**"),
+            ("hello_wasmhost_fresh", "wasmhost, pure hello component, fresh instance per request"),
+            ("hello_wasmhost_reuse", f"wasmhost, pure hello component, `--max-instance-reuse {host.get('reuse_count')}`"),
+            ("hello_wasmtime_fresh", "`wasmtime serve`, the same component, fresh instance per request"),
+            ("hello_wasmtime_reuse", f"`wasmtime serve --max-instance-reuse-count {host.get('reuse_count')}`"),
             ("candidate_hello", f"candidate wasmhost `/hello` ({host.get('candidate', '')})"),
             ("candidate_pg_one", f"candidate wasmhost `/pg/one` ({host.get('candidate', '')})"),
         ]
@@ -1018,6 +1123,11 @@ def markdown(report: dict) -> str:
             f"- CPU per request, wasmhost `/hello` / native hyper: {host['native_vs_hello_cpu_per_request']}x "
             "(wrk runs on the same cores, so the native server's throughput is bounded by wrk itself)",
         ] + ([
+            f"- pure hello, wasmhost / `wasmtime serve`, fresh instance per request: "
+            f"**{host['wasmhost_vs_wasmtime_fresh']}x** (target ≥ 2.0x); with reuse: "
+            f"**{host['wasmhost_vs_wasmtime_reuse']}x** (target ≥ 1.5x); wasmhost with reuse / native hyper: "
+            f"{host['wasmhost_reuse_vs_native']}x",
+        ] if "wasmhost_vs_wasmtime_fresh" in host else []) + ([
             f"- candidate wasmhost ({host.get('candidate', '')}) `/hello` / current wasmhost: "
             f"**{host['candidate_hello_vs_hello']}x**; / native: **{host['candidate_hello_vs_native']}x**",
         ] if "candidate_hello_vs_hello" in host else []) + [
@@ -1063,6 +1173,32 @@ def markdown(report: dict) -> str:
                 f"(**{hashes['previous_vs_native']}x** native), current build {hashes['current_login_c1_p50_ms']} ms "
                 f"(**{hashes['current_vs_native']}x** native)",
             ]
+        lines.append("")
+
+    reuse = report.get("reuse")
+    if reuse:
+        lines += [
+            f"## Conduit with instance reuse (`WASMHOST_MAX_INSTANCE_REUSE={reuse['max_instance_reuse']}`) "
+            "against a fresh instance per request",
+            "",
+            f"The same build, one replica each, called directly; {reuse['connections']} connections, "
+            f"{reuse['seconds']}s per run, {reuse['rounds']} interleaved rounds, median round shown. "
+            f"The reuse replica created {reuse['instances_created']:.0f} instances and reused them "
+            f"{reuse['instances_reused']:.0f} times.",
+            "",
+            "| scenario | fresh req/s | reuse req/s | reuse / fresh | fresh p99 ms | reuse p99 ms "
+            "| fresh replica CPU ms/req | reuse replica CPU ms/req | fresh peak RSS MiB | reuse peak RSS MiB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for scenario, entry in reuse["scenarios"].items():
+            fresh, reused = entry["fresh"], entry["reuse"]
+            rss = lambda run: next(iter(run.get("replica_peak_rss_mib", {}).values()), None)
+            lines.append(
+                f"| `{scenario}` | {fmt(fresh['rps'])} | {fmt(reused['rps'])} | **{entry['ratio']}x** "
+                f"| {fmt(fresh['latency_ms']['p99'], 1)} | {fmt(reused['latency_ms']['p99'], 1)} "
+                f"| {fmt(fresh.get('replica_cpu_ms_per_request'), 3)} | {fmt(reused.get('replica_cpu_ms_per_request'), 3)} "
+                f"| {fmt(rss(fresh))} | {fmt(rss(reused))} |"
+            )
         lines.append("")
 
     levels = report["levels"]
@@ -1233,6 +1369,10 @@ def main() -> int:
     parser.add_argument("--compare-connections", type=int, default=64)
     parser.add_argument("--compare-duration", type=int, default=10)
     parser.add_argument("--compare-rounds", type=int, default=3)
+    parser.add_argument("--reuse-scenarios", default="",
+                        help="Conduit scenarios measured with instance reuse against without (e.g. article)")
+    parser.add_argument("--reuse-count", type=int, default=1000, help="WASMHOST_MAX_INSTANCE_REUSE of the reuse runs")
+    parser.add_argument("--wasmtime", type=Path, help="`wasmtime` CLI: its `serve` runs the hello component too")
     parser.add_argument("--skip-host", action="store_true")
     parser.add_argument("--profile-seconds", type=int, default=10)
     parser.add_argument("--no-profile", action="store_true")
@@ -1254,6 +1394,7 @@ def main() -> int:
         return 0
     args.levels = [int(x) for x in args.levels.split(",") if x]
     args.compare_scenarios = [s for s in args.compare_scenarios.split(",") if s]
+    args.reuse_scenarios = [s for s in args.reuse_scenarios.split(",") if s]
     scenarios = [s for s in args.scenarios.split(",") if s]
     started = datetime.datetime.now(datetime.timezone.utc)
     deadline_note = time.monotonic()
@@ -1366,6 +1507,9 @@ def main() -> int:
         explain_feed = args.results / f"{args.name}-explain-feed.txt"
         explain_feed.write_text(explain_feed_query(database_url))
         report["explain_feed"] = explain_feed.name
+
+        if args.reuse_scenarios:
+            report["reuse"] = reuse_comparison(procs, args, replicas, postgres_pid, data_dir)
 
         if args.previous:
             report["compare"] = compare_builds(procs, args, work_dir, replicas, database_url, postgres_pid, data_dir)

@@ -209,6 +209,21 @@ def test_ingress_streams_bodies_only_to_wasmhost(variant):
             assert buffering is None, f"{name}: {ingress['metadata']['name']} streams bodies to Spin"
 
 
+def test_wasmhost_limits_password_hashing_and_keeps_fresh_instances(variant):
+    # Login and registration hash a password (19 MiB each): wasmhost runs a
+    # few at a time per pod and queues the rest (WASMHOST_ROUTE_LIMITS), and
+    # gives every request a fresh instance, as SpinKube does.
+    name, expected, docs = variant
+    if expected["runtime"] != "container":
+        return
+    (api,) = [c for c in pod_spec(api_workload(docs, "container"))["containers"] if c["name"] == "wasmhost"]
+    env = {e["name"]: e.get("value") for e in api.get("env", [])}
+    limits = (env.get("WASMHOST_ROUTE_LIMITS") or "").split(",")
+    for route in ("POST /api/users/login", "POST /api/users"):
+        assert any(limit.startswith(route + "=") for limit in limits), f"{name}: no route limit for {route}: {limits}"
+    assert env.get("WASMHOST_MAX_INSTANCE_REUSE") == "1", f"{name}: instance reuse is not off"
+
+
 def test_network_is_default_deny_and_only_clients_reach_the_database(variant):
     name, expected, docs = variant
     policies = {doc["metadata"]["name"]: doc["spec"] for doc in of_kind(docs, "NetworkPolicy")}
