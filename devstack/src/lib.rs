@@ -11,6 +11,7 @@ pub mod docker;
 pub mod nginx;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod replica;
 pub mod stack;
 

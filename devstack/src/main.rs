@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use devstack::prometheus::Prometheus;
 use devstack::{Database, Echo, Secrets, Stack, StackConfig};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -46,6 +47,10 @@ enum Commands {
         /// conduit_app role instead of the owner).
         #[arg(long, env = "APP_DATABASE_URL", hide_env_values = true)]
         app_database_url: Option<String>,
+        /// Also run Prometheus (Debian's `prometheus`) on this port, scraping
+        /// every replica's admin port with observability/prometheus/alerts.yml.
+        #[arg(long, num_args = 0..=1, default_missing_value = "9090")]
+        prometheus: Option<u16>,
     },
 }
 
@@ -60,6 +65,7 @@ async fn main() -> Result<()> {
             admin_port,
             database_url,
             app_database_url,
+            prometheus,
         } => {
             let root = project_root()?;
             let secrets = load_secrets(&root)?;
@@ -80,12 +86,12 @@ async fn main() -> Result<()> {
             config.api_base_port = api_port;
             config.admin_base_port = admin_port;
             config.echo = Echo::Stdout;
-            up(config).await
+            up(config, prometheus).await
         }
     }
 }
 
-async fn up(config: StackConfig) -> Result<()> {
+async fn up(config: StackConfig, prometheus_port: Option<u16>) -> Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let replica_count = config.replicas;
@@ -95,11 +101,43 @@ async fn up(config: StackConfig) -> Result<()> {
         _ = interrupt.recv() => bail!("interrupted while starting"),
         _ = terminate.recv() => bail!("terminated while starting"),
     };
+    let prometheus = match prometheus_port {
+        None => None,
+        Some(port) => {
+            let targets: Vec<String> = stack
+                .replicas
+                .iter()
+                .map(|replica| replica.admin_url().trim_start_matches("http://").to_owned())
+                .collect();
+            let rules = stack
+                .config
+                .root
+                .join("observability/prometheus/alerts.yml");
+            Some(
+                Prometheus::start(
+                    &stack.config.state_dir.join("prometheus"),
+                    port,
+                    &targets,
+                    &rules,
+                    Duration::from_secs(5),
+                    Echo::Quiet,
+                )
+                .await?,
+            )
+        }
+    };
     let url = stack.url();
     println!();
     println!("Conduit is running with {replica_count} replica(s) behind nginx:");
     println!("  API:     {url}/api   (e.g. curl {url}/api/tags)");
     println!("  Swagger: {url}/docs");
+    if let Some(prometheus) = &prometheus {
+        println!(
+            "  Prometheus: {} (alerts: {}/alerts)",
+            prometheus.url(),
+            prometheus.url()
+        );
+    }
     println!("Press Ctrl-C to stop.");
     println!();
 
@@ -113,6 +151,9 @@ async fn up(config: StackConfig) -> Result<()> {
         }
     }
     println!("devstack: stopping (Ctrl-C again to kill immediately)");
+    if let Some(prometheus) = prometheus {
+        prometheus.stop().await?;
+    }
     tokio::select! {
         result = stack.stop() => {
             result?;
