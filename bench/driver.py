@@ -830,19 +830,32 @@ def start_replica_like(procs: Processes, like: Replica, name: str, wasmhost: Pat
     return child, Replica(name, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{admin_port}", child.pid)
 
 
+def reset_data(database_url: str, scenario: str) -> None:
+    """Deletes what a write scenario added, so that every run reads the
+    seeded data set."""
+    if scenario == "create_article":
+        psql(database_url, "DELETE FROM articles WHERE title LIKE 'Load article %'")
+    elif scenario == "comment":
+        psql(database_url, "DELETE FROM comments WHERE body LIKE 'Load comment %'")
+
+
 def interleaved(replicas: dict[str, Replica], scenario: str, connections: int, duration: int, rounds: int,
-                data_dir: Path, postgres_pid) -> dict[str, dict]:
-    """Each replica in turn, `rounds` times; the median round of each."""
+                data_dir: Path, postgres_pid, database_url: str, after_run=None) -> dict[str, dict]:
+    """Each replica in turn, `rounds` times; the median round of each.
+    `after_run(key)` is called after each run, before its data is reset."""
     runs: dict[str, list[dict]] = {key: [] for key in replicas}
     for round_number in range(rounds):
         for key, replica in replicas.items():
             runs[key].append(measured([replica], postgres_pid, None,
                                       lambda: run_wrk(replica.api_url, scenario, connections, duration, data_dir)))
+            if after_run:
+                after_run(key)
+            reset_data(database_url, scenario)
         log(f"{scenario} round {round_number + 1}: " + ", ".join(f"{k} {v[-1]['rps']}" for k, v in runs.items()))
     return {key: median_run(value) for key, value in runs.items()}
 
 
-def reuse_comparison(procs, args, replicas, postgres_pid, data_dir) -> dict:
+def reuse_comparison(procs, args, replicas, database_url, postgres_pid, data_dir) -> dict:
     """Conduit with instance reuse against a fresh instance per request: the
     stack's first replica and one more replica of the same build with
     `WASMHOST_MAX_INSTANCE_REUSE`, called directly, interleaved."""
@@ -855,7 +868,7 @@ def reuse_comparison(procs, args, replicas, postgres_pid, data_dir) -> dict:
                      "rounds": args.compare_rounds, "max_instance_reuse": args.reuse_count, "scenarios": {}}
     for scenario in args.reuse_scenarios:
         entry = interleaved({"fresh": fresh, "reuse": reuse}, scenario, args.compare_connections,
-                            args.compare_duration, args.compare_rounds, data_dir, postgres_pid)
+                            args.compare_duration, args.compare_rounds, data_dir, postgres_pid, database_url)
         entry["ratio"] = round(entry["reuse"]["rps"] / entry["fresh"]["rps"], 2) if entry["fresh"]["rps"] else None
         results["scenarios"][scenario] = entry
     _, text = http_get(reuse.admin_url + "/metrics")
@@ -892,21 +905,20 @@ def compare_builds(procs, args, work_dir, replicas, database_url, postgres_pid, 
     for replica in (previous, current):
         run_wrk(replica.api_url, "article", 8, 2, data_dir)
     for scenario in args.compare_scenarios:
-        runs: dict[str, list[dict]] = {"previous": [], "current": []}
+        # For creations, the tags rows each build updated: the counter read
+        # after one run is the starting point of the next.
         updates: dict[str, int] = {"previous": 0, "current": 0}
-        for round_number in range(args.compare_rounds):
-            for key, replica in (("previous", previous), ("current", current)):
-                before = tags_updates(database_url) if scenario == "create_article" else 0
-                runs[key].append(measured([replica], postgres_pid, None,
-                                          lambda: run_wrk(replica.api_url, scenario, c, d, data_dir)))
-                if scenario == "create_article":
-                    updates[key] += tags_updates(database_url) - before
-                    psql(database_url, "DELETE FROM articles WHERE title LIKE 'Load article %'")
-                elif scenario == "comment":
-                    psql(database_url, "DELETE FROM comments WHERE body LIKE 'Load comment %'")
-            log(f"compare {scenario} round {round_number + 1}: previous {runs['previous'][-1]['rps']} "
-                f"current {runs['current'][-1]['rps']} req/s")
-        entry = {key: median_run(value) for key, value in runs.items()}
+        after_run = None
+        if scenario == "create_article":
+            counter = {"last": tags_updates(database_url)}
+
+            def after_run(key: str) -> None:
+                now = tags_updates(database_url)
+                updates[key] += now - counter["last"]
+                counter["last"] = now
+
+        entry = interleaved({"previous": previous, "current": current}, scenario, c, d, args.compare_rounds,
+                            data_dir, postgres_pid, database_url, after_run)
         entry["ratio"] = round(entry["current"]["rps"] / entry["previous"]["rps"], 2) if entry["previous"]["rps"] else None
         if scenario == "create_article":
             entry["tags_rows_updated"] = updates
@@ -1052,6 +1064,11 @@ def fmt(value, digits: int = 1) -> str:
     return str(value)
 
 
+def peak_rss(run: dict) -> float | None:
+    """The peak RSS of a run on one replica, in MiB."""
+    return next(iter(run.get("replica_peak_rss_mib", {}).values()), None)
+
+
 def markdown(report: dict) -> str:
     lines = [f"# Benchmark {report['name']}", ""]
     machine = report["machine"]
@@ -1150,13 +1167,12 @@ def markdown(report: dict) -> str:
         ]
         for scenario, entry in compare["scenarios"].items():
             prev, cur = entry["previous"], entry["current"]
-            rss = lambda run: next(iter(run.get("replica_peak_rss_mib", {}).values()), None)
             lines.append(
                 f"| `{scenario}` | {fmt(prev['rps'])} | {fmt(cur['rps'])} | **{entry['ratio']}x** "
                 f"| {fmt(prev['latency_ms']['p99'], 1)} | {fmt(cur['latency_ms']['p99'], 1)} "
                 f"| {fmt(prev.get('sql_per_request'), 2)} | {fmt(cur.get('sql_per_request'), 2)} "
                 f"| {fmt(prev.get('replica_cpu_ms_per_request'), 2)} | {fmt(cur.get('replica_cpu_ms_per_request'), 2)} "
-                f"| {fmt(rss(prev))} | {fmt(rss(cur))} "
+                f"| {fmt(peak_rss(prev))} | {fmt(peak_rss(cur))} "
                 f"| {', '.join(fmt(x, 0) for x in prev['rounds_rps'])}; {', '.join(fmt(x, 0) for x in cur['rounds_rps'])} |"
             )
         create = compare["scenarios"].get("create_article", {})
@@ -1192,12 +1208,11 @@ def markdown(report: dict) -> str:
         ]
         for scenario, entry in reuse["scenarios"].items():
             fresh, reused = entry["fresh"], entry["reuse"]
-            rss = lambda run: next(iter(run.get("replica_peak_rss_mib", {}).values()), None)
             lines.append(
                 f"| `{scenario}` | {fmt(fresh['rps'])} | {fmt(reused['rps'])} | **{entry['ratio']}x** "
                 f"| {fmt(fresh['latency_ms']['p99'], 1)} | {fmt(reused['latency_ms']['p99'], 1)} "
                 f"| {fmt(fresh.get('replica_cpu_ms_per_request'), 3)} | {fmt(reused.get('replica_cpu_ms_per_request'), 3)} "
-                f"| {fmt(rss(fresh))} | {fmt(rss(reused))} |"
+                f"| {fmt(peak_rss(fresh))} | {fmt(peak_rss(reused))} |"
             )
         lines.append("")
 
@@ -1509,7 +1524,7 @@ def main() -> int:
         report["explain_feed"] = explain_feed.name
 
         if args.reuse_scenarios:
-            report["reuse"] = reuse_comparison(procs, args, replicas, postgres_pid, data_dir)
+            report["reuse"] = reuse_comparison(procs, args, replicas, database_url, postgres_pid, data_dir)
 
         if args.previous:
             report["compare"] = compare_builds(procs, args, work_dir, replicas, database_url, postgres_pid, data_dir)
@@ -1538,11 +1553,7 @@ def main() -> int:
                         f"{key} {scenario} c={level}: {result['rps']} req/s p99 {result['latency_ms']['p99']} ms "
                         f"errors {result['errors']} 429 {result['rate_limited_429']} SQL/req {fmt(result['sql_per_request'], 2)}"
                     )
-                    # Keep the data set the one that was seeded.
-                    if scenario == "create_article":
-                        psql(database_url, "DELETE FROM articles WHERE title LIKE 'Load article %'")
-                    elif scenario == "comment":
-                        psql(database_url, "DELETE FROM comments WHERE body LIKE 'Load comment %'")
+                    reset_data(database_url, scenario)
             report["targets"].append({k: v for k, v in target.items() if k != "url"})
 
         for level in args.levels:
