@@ -29,15 +29,7 @@ pub struct UpstreamServer {
 
 /// The nginx binary: `$NGINX_BIN`, else Debian's `/usr/sbin/nginx`, else PATH.
 pub fn nginx_program() -> PathBuf {
-    if let Some(path) = std::env::var_os("NGINX_BIN") {
-        return PathBuf::from(path);
-    }
-    let debian = PathBuf::from("/usr/sbin/nginx");
-    if debian.exists() {
-        debian
-    } else {
-        PathBuf::from("nginx")
-    }
+    process::program("NGINX_BIN", "/usr/sbin/nginx", "nginx")
 }
 
 /// The production config with the upstream block and the listen line

@@ -9,7 +9,7 @@
 //! assertions, and optionally echoed with the process's name as a prefix.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Once};
@@ -265,6 +265,20 @@ pub async fn run(what: &str, mut command: Command) -> Result<String> {
         );
     }
     Ok(stdout)
+}
+
+/// A tool's binary: `$<env_var>` when set, else Debian's `debian` path when
+/// it exists, else `name` looked up on PATH.
+pub fn program(env_var: &str, debian: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        return PathBuf::from(path);
+    }
+    let debian = PathBuf::from(debian);
+    if debian.exists() {
+        debian
+    } else {
+        PathBuf::from(name)
+    }
 }
 
 /// A command for `program`, run as `user` when that is set (PostgreSQL's

@@ -15,15 +15,7 @@ use crate::process::{Echo, LogTail, ManagedChild};
 
 /// The prometheus binary: `$PROMETHEUS_BIN`, else Debian's, else PATH.
 pub fn prometheus_program() -> PathBuf {
-    if let Some(path) = std::env::var_os("PROMETHEUS_BIN") {
-        return PathBuf::from(path);
-    }
-    let debian = PathBuf::from("/usr/bin/prometheus");
-    if debian.exists() {
-        debian
-    } else {
-        PathBuf::from("prometheus")
-    }
+    crate::process::program("PROMETHEUS_BIN", "/usr/bin/prometheus", "prometheus")
 }
 
 /// The scrape configuration: every target every `interval`, the rules
