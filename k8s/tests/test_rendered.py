@@ -14,13 +14,36 @@ import kubernetes_validate
 import pytest
 import yaml
 
-import spinkube_schema
+import crd_schema
 
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 RENDERED_DIR = pathlib.Path(os.environ.get("K8S_RENDERED_DIR", ".cache/k8s/rendered"))
 SPINKUBE_CRD_DIR = os.environ.get("SPINKUBE_CRD_DIR", "../shared/spinkube")
+PROMETHEUS_CRD_DIR = os.environ.get("PROMETHEUS_CRD_DIR", str(ROOT / "k8s/crds/prometheus-operator"))
+ALERTS = ROOT / "observability/prometheus/alerts.yml"
+
+# Traces as k8s/helm/conduit/ci/{observability,spinkube-telemetry}-values.yaml set them.
+TRACES_IN_CLUSTER = dict(
+    endpoint="http://otel-collector.observability:4318",
+    port=4318,
+    peer={"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}},
+    env={
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": "conduit-api",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    },
+)
+TRACES_OUTSIDE = dict(
+    endpoint="https://otlp.example.com",
+    port=443,
+    peer={"ipBlock": {"cidr": "203.0.113.0/24"}},
+)
 
 # What each rendered output must contain. replicas=None: the HPA owns the
-# replica count, so the workload must not set one.
+# replica count, so the workload must not set one. traces: where the API
+# sends traces (None: nowhere); monitoring: PodMonitor and PrometheusRule.
 VARIANTS = {
     "kustomize-dev": dict(runtime="container", database="internal", replicas=1, autoscaling=False),
     "kustomize-prod": dict(runtime="container", database="internal", replicas=None, autoscaling=True),
@@ -32,7 +55,18 @@ VARIANTS = {
     "helm-container-ha": dict(runtime="container", database="internal", replicas=None, autoscaling=True),
     "helm-spinkube-ha": dict(runtime="spinkube", database="internal", replicas=None, autoscaling=True),
     "helm-external-db": dict(runtime="container", database="external", replicas=None, autoscaling=True),
+    "helm-observability": dict(
+        runtime="container", database="internal", replicas=1, autoscaling=False,
+        traces=TRACES_IN_CLUSTER, monitoring=True,
+    ),
+    "helm-spinkube-telemetry": dict(
+        runtime="spinkube", database="internal", replicas=1, autoscaling=False, traces=TRACES_OUTSIDE,
+    ),
 }
+# Prometheus Operator objects need its CRDs in the cluster: the chart offers
+# them as opt-ins, and Kustomize users render them from the chart.
+CHART_ONLY_KINDS = {("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+API_SELECTOR = {"app.kubernetes.io/name": "conduit", "app.kubernetes.io/component": "api"}
 MIN_HA_REPLICAS = 3
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "DaemonSet", "CronJob", "Pod", "ReplicaSet"}
 SECRET_ENV = re.compile(r"PASSWORD|SECRET|TOKEN|DB_URL|DATABASE_URL|KEY", re.IGNORECASE)
@@ -279,7 +313,7 @@ def test_helm_chart_installs_nothing_the_overlays_do_not():
             for doc in load(variant)
         }
 
-    extra = kinds("helm-") - kinds("kustomize-")
+    extra = kinds("helm-") - kinds("kustomize-") - CHART_ONLY_KINDS
     assert not extra, f"the Helm chart installs kinds no overlay does: {sorted(extra)}"
 
 
@@ -290,15 +324,28 @@ def test_strict_validators_reject_unknown_fields_and_wrong_types():
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
 
-    validators = spinkube_schema.load_validators(SPINKUBE_CRD_DIR)
+    validators = crd_schema.load_validators(SPINKUBE_CRD_DIR)
     spinapp = api_workload(load("kustomize-spinkube-dev"), "spinkube")
-    assert spinkube_schema.errors_of(validators, spinapp) == []
+    assert crd_schema.errors_of(validators, spinapp) == []
     misspelt = copy.deepcopy(spinapp)
     misspelt["spec"]["checks"]["readiness"]["httpGet"]["pth"] = "/"
-    assert spinkube_schema.errors_of(validators, misspelt)
+    assert crd_schema.errors_of(validators, misspelt)
     wrong_type = copy.deepcopy(spinapp)
     wrong_type["spec"]["replicas"] = "three"
-    assert spinkube_schema.errors_of(validators, wrong_type)
+    assert crd_schema.errors_of(validators, wrong_type)
+
+    validators = crd_schema.load_validators(PROMETHEUS_CRD_DIR)
+    docs = load("helm-observability")
+    (monitor,) = of_kind(docs, "PodMonitor")
+    (rule,) = of_kind(docs, "PrometheusRule")
+    assert crd_schema.errors_of(validators, monitor) == []
+    assert crd_schema.errors_of(validators, rule) == []
+    misspelt = copy.deepcopy(monitor)
+    misspelt["spec"]["podMetricsEndpoints"][0]["intervall"] = "30s"
+    assert crd_schema.errors_of(validators, misspelt)
+    wrong_type = copy.deepcopy(rule)
+    wrong_type["spec"]["groups"][0]["rules"][0]["for"] = "a minute"
+    assert crd_schema.errors_of(validators, wrong_type)
 
 
 def test_every_skipped_checkov_check_is_justified(variant):
@@ -309,3 +356,70 @@ def test_every_skipped_checkov_check_is_justified(variant):
                 check, _, reason = value.partition("=")
                 assert re.fullmatch(r"CKV2?_K8S_\d+", check), f"{name}: bad skip {value!r}"
                 assert len(reason.split()) >= 5, f"{name}: {check} skipped without a reason"
+
+
+def test_monitoring_is_opt_in_and_scrapes_every_api_pod_as_job_wasmhost(variant):
+    name, expected, docs = variant
+    monitors = of_kind(docs, "PodMonitor")
+    rules = of_kind(docs, "PrometheusRule")
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in of_kind(docs, "NetworkPolicy")}
+    if not expected.get("monitoring"):
+        assert not monitors and not rules, f"{name}: monitoring objects are rendered without being asked for"
+        assert "conduit-api-metrics-from-prometheus" not in policies, f"{name}: the admin port is open"
+        return
+    (monitor,) = monitors
+    assert monitor["spec"]["selector"] == {"matchLabels": API_SELECTOR}, f"{name}: PodMonitor selects other pods"
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("admin", "/metrics")
+    # The alerts and the dashboard query job="wasmhost".
+    assert {"action": "replace", "targetLabel": "job", "replacement": "wasmhost"} in endpoint["relabelings"]
+    ports = pod_spec(api_workload(docs, "container"))["containers"][0]["ports"]
+    assert {"name": "admin", "containerPort": 9090} in ports, f"{name}: no admin port to scrape"
+    (rule,) = policies["conduit-api-metrics-from-prometheus"]["ingress"]
+    assert rule == {
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "ports": [{"protocol": "TCP", "port": 9090}],
+    }, f"{name}: the admin port admits more than Prometheus"
+    for doc in (monitor, *rules):
+        assert doc["metadata"]["labels"].get("release") == "kube-prometheus-stack", f"{name}: selector labels"
+
+
+def test_prometheus_rule_carries_exactly_the_committed_alerts(variant):
+    name, expected, docs = variant
+    if not expected.get("monitoring"):
+        return
+    (rule,) = of_kind(docs, "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load(ALERTS.read_text()), (
+        f"{name}: the PrometheusRule differs from observability/prometheus/alerts.yml"
+    )
+
+
+def test_traces_go_only_to_the_configured_collector(variant):
+    name, expected, docs = variant
+    traces = expected.get("traces")
+    otel_env = {}
+    for doc in docs:
+        if doc["kind"] in WORKLOAD_KINDS:
+            for container in containers(pod_spec(doc)):
+                for env in container.get("env", []):
+                    if env["name"].startswith("OTEL_"):
+                        assert doc["metadata"]["name"] == "conduit-api", f"{name}: {doc['metadata']['name']} traces"
+                        otel_env[env["name"]] = env.get("value")
+    executors = of_kind(docs, "SpinAppExecutor")
+    otel = [executor["spec"].get("deploymentConfig", {}).get("otel") for executor in executors]
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in of_kind(docs, "NetworkPolicy")}
+    if traces is None:
+        assert not otel_env, f"{name}: traces are on without an endpoint: {otel_env}"
+        assert not any(otel), f"{name}: the SpinAppExecutor sends traces without an endpoint"
+        assert "conduit-api-to-collector" not in policies
+        return
+    if expected["runtime"] == "container":
+        assert otel_env == traces["env"], f"{name}: OTEL_* of wasmhost"
+    else:
+        assert not otel_env, f"{name}: OTEL_* set on a workload besides the SpinApp's"
+        assert otel == [{"exporter_otlp_endpoint": traces["endpoint"]}], f"{name}: SpinAppExecutor otel"
+    egress = policies["conduit-api-to-collector"]
+    assert egress["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "api"}}
+    assert egress["egress"] == [
+        {"to": [traces["peer"]], "ports": [{"protocol": "TCP", "port": traces["port"]}]}
+    ], f"{name}: the API may send traces elsewhere than the collector"

@@ -53,4 +53,29 @@ app.kubernetes.io/component: migrate
 {{- if and .Values.ingress.enabled .Values.ingress.tls.enabled (not .Values.ingress.host) }}
 {{- fail "ingress.tls.enabled needs ingress.host (the certificate's name)" }}
 {{- end }}
+{{- with .Values.telemetry }}
+{{- if .otlpEndpoint }}
+{{- if and $.Values.networkPolicy.enabled (not (or .collectorNamespace .collectorCidr)) }}
+{{- fail "telemetry.otlpEndpoint needs telemetry.collectorNamespace or telemetry.collectorCidr: the NetworkPolicies let the API pods send only there" }}
+{{- end }}
+{{- if eq $.Values.executor "spinkube" }}
+{{- if not $.Values.spinkube.executor.create }}
+{{- fail "telemetry.otlpEndpoint with executor spinkube is set on the SpinAppExecutor, so it needs spinkube.executor.create" }}
+{{- end }}
+{{- if or (ne .protocol "http/protobuf") .serviceName .sampler .samplerArg }}
+{{- fail "telemetry.protocol, serviceName, sampler and samplerArg apply to the container executor only: a SpinAppExecutor passes only the endpoint to Spin" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and (eq .Values.executor "spinkube") (or .Values.monitoring.podMonitor.enabled .Values.monitoring.prometheusRule.enabled) }}
+{{- fail "monitoring.podMonitor and monitoring.prometheusRule need executor container: the alerts are on wasmhost's metrics, and Spin has no /metrics port" }}
+{{- end }}
+{{- end }}
+
+{{/* The port of telemetry.otlpEndpoint: its own, else the scheme's. */}}
+{{- define "conduit.collectorPort" -}}
+{{- $url := urlParse .Values.telemetry.otlpEndpoint }}
+{{- $port := regexFind "[0-9]+$" (regexFind ":[0-9]+$" $url.host) }}
+{{- if $port }}{{ $port }}{{ else if eq $url.scheme "https" }}443{{ else }}80{{ end }}
 {{- end }}

@@ -1,4 +1,5 @@
-"""Validate SpinKube custom resources against the CRDs' openAPIV3Schema.
+"""Validate custom resources (SpinKube's, Prometheus Operator's) against
+their CRDs' openAPIV3Schema.
 
 The API server prunes unknown fields of structural schemas (or rejects them
 with --validate=strict); plain JSON Schema allows them. To catch a misspelt
@@ -6,7 +7,9 @@ field offline, every object schema that lists properties (and does not opt
 out with x-kubernetes-preserve-unknown-fields) gets additionalProperties:
 false before validating.
 
-Usage: spinkube_schema.py CRD_DIR RENDERED.yaml...
+Usage: crd_schema.py CRD_DIR RENDERED.yaml...
+Checks the objects of every API group CRD_DIR defines; objects of other
+groups are left to other checks.
 """
 
 import copy
@@ -23,6 +26,12 @@ def strict_schema(schema):
 
     def visit(node):
         if isinstance(node, dict):
+            # The API server's patterns are Go (RE2) syntax, which allows a
+            # flag group after the anchor; Python's re wants it first, and
+            # both mean the same.
+            pattern = node.get("pattern")
+            if isinstance(pattern, str) and pattern.startswith("^(?i)"):
+                node["pattern"] = "(?i)^" + pattern[len("^(?i)"):]
             if (
                 "properties" in node
                 and "additionalProperties" not in node
