@@ -9,6 +9,7 @@
 
 pub mod docker;
 pub mod nginx;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod prometheus;

@@ -23,4 +23,5 @@ pub mod postgres;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod telemetry;
 pub mod variables;

@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use host::compat::Compat;
 use host::instances::ReuseSettings;
-use host::{admin, manifest, metrics, migrate, postgres, routing, runtime, server, variables};
+use host::{
+    admin, manifest, metrics, migrate, postgres, routing, runtime, server, telemetry, variables,
+};
 
 /// Every request allocates and frees many small objects (stores, resource
 /// tables, headers) across threads; mimalloc's thread-local free lists cost
@@ -159,36 +161,11 @@ struct ServeArgs {
     route_limits: Vec<host::admission::RouteLimit>,
 }
 
-/// Logs go to stderr through a writer thread: a request formats its access
-/// line and hands it over, and never waits on the terminal or the
-/// container runtime's pipe. Lines that arrive while the buffer (128k lines)
-/// is full are dropped and counted rather than slowing requests down. The
-/// returned guard flushes what is buffered when `main` returns.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .thread_name("log-writer")
-        .finish(std::io::stderr());
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(writer);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
-    }
-    guard
-}
-
 fn main() {
     let cli = Cli::parse();
-    let log_guard = init_logging(cli.log_format);
+    // One TLS provider for every client in the process that does not name
+    // its own (the OTLP/HTTP exporter's).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -199,9 +176,33 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(run(cli.command)) {
+    let format = match cli.log_format {
+        LogFormat::Text => telemetry::LogFormat::Text,
+        LogFormat::Json => telemetry::LogFormat::Json,
+    };
+    // Inside the runtime: the gRPC trace exporter binds to it.
+    let telemetry = {
+        let _entered = runtime.enter();
+        telemetry::init(format)
+    };
+    let mut telemetry = match telemetry {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    if telemetry.tracing() {
+        tracing::info!("exporting traces over OTLP");
+    }
+    let result = runtime.block_on(run(cli.command));
+    {
+        let _entered = runtime.enter();
+        telemetry.shutdown();
+    }
+    if let Err(e) = result {
         tracing::error!("{e:#}");
-        drop(log_guard);
+        drop(telemetry);
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -36,6 +36,7 @@ use crate::admission::{Admission, Admitted, RouteLimit};
 use crate::instances::{Instance, Instances, Outcome, ReuseSettings};
 use crate::routing::{RouteMatch, Router};
 use crate::runtime::{Runtime, is_deadline};
+use crate::telemetry;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -183,6 +184,48 @@ fn busy(message: &str) -> Response<HyperOutgoingBody> {
     response
 }
 
+/// The request's server span for traces (HTTP semantic conventions), under
+/// the caller's `traceparent` if it sent one. A disabled span, at no cost,
+/// when traces are off.
+fn server_span(
+    req: &Request<Incoming>,
+    matched: Option<&RouteMatch>,
+    id: &HeaderValue,
+    client: SocketAddr,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: telemetry::TARGET,
+        "request",
+        otel.name = span_name(req.method(), matched),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %req.method(),
+        http.route = matched.map(|m| m.raw_route.as_str()),
+        http.response.status_code = tracing::field::Empty,
+        url.path = req.uri().path(),
+        url.query = req.uri().query(),
+        url.scheme = "http",
+        client.address = %client.ip(),
+        client.port = client.port(),
+        user_agent.original = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        request_id = id.to_str().unwrap_or("-"),
+        wasmhost.component = matched.map(|m| m.component.as_str()),
+    );
+    telemetry::continue_trace(&span, req.headers());
+    span
+}
+
+/// `METHOD ROUTE`, or the method alone for a path no route matches.
+fn span_name(method: &http::Method, matched: Option<&RouteMatch>) -> String {
+    match matched {
+        Some(m) => format!("{method} {}", m.raw_route),
+        None => method.to_string(),
+    }
+}
+
 /// The caller's request id if it is a sane token, else a new UUID.
 fn request_id(req: &Request<Incoming>) -> HeaderValue {
     req.headers()
@@ -232,11 +275,14 @@ impl Server {
         let id = request_id(&req);
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        let matched = self.route(&req);
+        let trace = server_span(&req, matched.as_ref(), &id, client);
         let span = tracing::info_span!("request", id = %id.to_str().unwrap_or("-"));
         let _in_flight = self.runtime.shared.metrics.request_started();
         let handled = match self
-            .dispatch(req, client, started)
+            .dispatch(req, matched, client, started)
             .instrument(span.clone())
+            .instrument(trace.clone())
             .await
         {
             Ok(handled) | Err(handled) => handled,
@@ -264,6 +310,11 @@ impl Server {
             status,
             elapsed.as_secs_f64(),
         );
+        trace.record("http.response.status_code", status);
+        if status >= 500 {
+            trace.record("otel.status_code", "error");
+        }
+        let trace_id = telemetry::trace_id(&trace);
         span.in_scope(|| {
             tracing::info!(
                 target: "wasmhost::access",
@@ -273,6 +324,7 @@ impl Server {
                 component,
                 status,
                 reused,
+                trace_id,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 "request"
             )
@@ -285,11 +337,12 @@ impl Server {
     async fn dispatch(
         &self,
         req: Request<Incoming>,
+        matched: Option<RouteMatch>,
         client: SocketAddr,
         started: Instant,
     ) -> Result<Handled, Handled> {
         let deadline = started + self.settings.request_timeout;
-        let Some(matched) = self.route(&req) else {
+        let Some(matched) = matched else {
             return Err(Handled::early(json_error(
                 StatusCode::NOT_FOUND,
                 "path",
@@ -314,7 +367,9 @@ impl Server {
         let instance = self.instance(&matched, deadline).await.map_err(refused)?;
         let reused = instance.reused();
         let request = guest_request(parts, body, &matched, client);
-        let response = self.call(instance, request, admitted, deadline).await;
+        let response = self
+            .call(&matched.component, instance, request, admitted, deadline)
+            .await;
         Ok(Handled {
             route: matched.raw_route,
             component: matched.component,
@@ -424,6 +479,7 @@ impl Server {
     /// the admission slots until then.
     async fn call(
         &self,
+        component: &str,
         instance: Instance,
         request: Request<Full<Bytes>>,
         admitted: Admitted,
@@ -446,6 +502,15 @@ impl Server {
             }
         };
         let instances = self.instances.clone();
+        let execution = tracing::info_span!(
+            target: telemetry::TARGET,
+            "execute_wasm_component",
+            otel.name = format!("execute_wasm_component {component}"),
+            otel.status_code = tracing::field::Empty,
+            wasmhost.component = component,
+            wasmhost.instance_reused = instance.reused(),
+        );
+        let failed = execution.clone();
         let guest = tokio::spawn(
             async move {
                 let _admitted = admitted;
@@ -463,9 +528,13 @@ impl Server {
                     Err(e) if is_deadline(e) => Outcome::Deadline,
                     Err(_) => Outcome::Trapped,
                 };
+                if outcome != Outcome::Returned {
+                    failed.record("otel.status_code", "error");
+                }
                 instances.finish(instance, outcome);
                 result
             }
+            .instrument(execution)
             .in_current_span(),
         );
         match receiver.await {

@@ -25,6 +25,7 @@ use anyhow::{Context, Result, bail};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::Host;
 use tokio_postgres::types::ToSql;
+use tracing::Instrument;
 use wasmtime::component::Resource;
 
 use crate::bindings::pg4::{
@@ -165,10 +166,21 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Where a pool's connections go, as trace spans name it.
+#[derive(Debug)]
+pub struct Peer {
+    /// The first host of the connection string.
+    pub address: String,
+    pub port: u16,
+    pub database: String,
+    /// `host:port/database`, without credentials.
+    pub label: String,
+}
+
 /// Every pool in the process.
 pub struct Pools {
     settings: PoolSettings,
-    pools: Mutex<HashMap<String, (String, Pool)>>,
+    pools: Mutex<HashMap<String, (Arc<Peer>, Pool)>>,
     metrics: Arc<Metrics>,
 }
 
@@ -186,15 +198,22 @@ impl Pools {
     }
 
     /// The pool for a connection string, created on first use.
-    pub fn pool(&self, address: &str) -> Result<Pool> {
+    pub fn pool(&self, address: &str) -> Result<(Pool, Arc<Peer>)> {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, pool)) = pools.get(address) {
-            return Ok(pool.clone());
+        if let Some((peer, pool)) = pools.get(address) {
+            return Ok((pool.clone(), peer.clone()));
         }
         if pools.len() >= MAX_POOLS {
             bail!("too many distinct PostgreSQL connection strings (limit {MAX_POOLS})");
         }
         let target = Target::parse(address)?;
+        let (host, port) = target.endpoints()?.swap_remove(0);
+        let peer = Arc::new(Peer {
+            address: host,
+            port,
+            database: target.config.get_dbname().unwrap_or("").to_string(),
+            label: target.label.clone(),
+        });
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
@@ -214,13 +233,13 @@ impl Pools {
             .recycle_timeout(Some(self.settings.connect_timeout))
             .build()
             .context("building the PostgreSQL pool")?;
-        pools.insert(address.to_string(), (target.label, pool.clone()));
-        Ok(pool)
+        pools.insert(address.to_string(), (peer.clone(), pool.clone()));
+        Ok((pool, peer))
     }
 
     /// Checks out a connection and runs `SELECT 1`.
     pub async fn ping(&self, address: &str) -> Result<()> {
-        let pool = self.pool(address)?;
+        let (pool, _) = self.pool(address)?;
         let client = pool
             .get()
             .await
@@ -232,7 +251,8 @@ impl Pools {
     /// Publishes each pool's connections in use and idle.
     pub fn record_pool_metrics(&self) {
         let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        for (label, pool) in pools.values() {
+        for (peer, pool) in pools.values() {
+            let label = &peer.label;
             let status = pool.status();
             let idle = status.available;
             let in_use = status.size.saturating_sub(idle);
@@ -245,6 +265,7 @@ impl Pools {
 /// the guest drops it (or when the request's store is dropped).
 pub struct Connection {
     client: Option<deadpool_postgres::Object>,
+    peer: Arc<Peer>,
     /// Set when the guest began a transaction itself, so the connection is
     /// rolled back before another request can borrow it.
     in_transaction: bool,
@@ -454,39 +475,70 @@ async fn ready<'a>(
     }))
 }
 
-impl pg4::Host for crate::runtime::HostState {}
+/// A statement's client span: the statement itself, the database and the
+/// server it went to (OpenTelemetry's database conventions, as Spin's
+/// outbound PostgreSQL reports them). Disabled, at no cost, when traces are
+/// off.
+fn statement_span(peer: &Peer, statement: &str) -> tracing::Span {
+    let operation = statement
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    tracing::info_span!(
+        target: crate::telemetry::TARGET,
+        "statement",
+        otel.name = format!("{operation} {}", peer.database).trim_end(),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        db.system = "postgresql",
+        db.system.name = "postgresql",
+        db.namespace = peer.database.as_str(),
+        db.operation.name = operation.as_str(),
+        db.query.text = statement,
+        db.response.returned_rows = tracing::field::Empty,
+        db.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        server.address = peer.address.as_str(),
+        server.port = peer.port,
+    )
+}
 
-impl pg4::HostConnection for crate::runtime::HostState {
-    async fn open(
-        &mut self,
-        address: String,
-    ) -> wasmtime::Result<Result<Resource<Connection>, PgError>> {
-        if let Err(e) = self.check_address(&address) {
-            return Ok(Err(e));
+/// Marks a statement's span as failed: the SQLSTATE when the server gave
+/// one, else the kind of failure.
+fn statement_failed(span: &tracing::Span, error: &PgError) {
+    span.record("otel.status_code", "error");
+    match error {
+        PgError::QueryFailed(QueryError::DbError(db)) => {
+            span.record("db.response.status_code", db.code.as_str());
+            span.record("error.type", db.code.as_str());
         }
-        let pool = match self.shared.pools.pool(&address) {
-            Ok(pool) => pool,
-            Err(e) => return Ok(Err(PgError::ConnectionFailed(format!("{e:#}")))),
-        };
-        let client = match pool.get().await {
-            Ok(client) => client,
-            Err(e) => {
-                return Ok(Err(PgError::ConnectionFailed(format!(
-                    "cannot get a database connection: {}",
-                    error_chain(&e)
-                ))));
-            }
-        };
-        let handle = self.table.push(Connection {
-            client: Some(client),
-            in_transaction: false,
-        })?;
-        Ok(Ok(handle))
+        PgError::ConnectionFailed(_) => {
+            span.record("error.type", "connection_failed");
+        }
+        PgError::BadParameter(_) => {
+            span.record("error.type", "bad_parameter");
+        }
+        _ => {
+            span.record("error.type", "query_failed");
+        }
+    }
+}
+
+impl crate::runtime::HostState {
+    fn statement_span(&self, handle: &Resource<Connection>, statement: &str) -> tracing::Span {
+        if !tracing::enabled!(target: crate::telemetry::TARGET, tracing::Level::INFO) {
+            return tracing::Span::none();
+        }
+        match self.table.get(handle) {
+            Ok(connection) => statement_span(&connection.peer, statement),
+            Err(_) => tracing::Span::none(),
+        }
     }
 
-    async fn query(
+    async fn run_query(
         &mut self,
-        handle: Resource<Connection>,
+        handle: &Resource<Connection>,
         statement: String,
         values: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<RowSet, PgError>> {
@@ -495,7 +547,7 @@ impl pg4::HostConnection for crate::runtime::HostState {
             client,
             prepared,
             params,
-        } = match ready(&mut self.table, &shared, &handle, &statement, &values).await? {
+        } = match ready(&mut self.table, &shared, handle, &statement, &values).await? {
             Ok(ready) => ready,
             Err(e) => return Ok(Err(e)),
         };
@@ -525,9 +577,9 @@ impl pg4::HostConnection for crate::runtime::HostState {
         Ok(Ok(RowSet { columns, rows: out }))
     }
 
-    async fn execute(
+    async fn run_execute(
         &mut self,
-        handle: Resource<Connection>,
+        handle: &Resource<Connection>,
         statement: String,
         values: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<u64, PgError>> {
@@ -536,7 +588,7 @@ impl pg4::HostConnection for crate::runtime::HostState {
             client,
             prepared,
             params,
-        } = match ready(&mut self.table, &shared, &handle, &statement, &values).await? {
+        } = match ready(&mut self.table, &shared, handle, &statement, &values).await? {
             Ok(ready) => ready,
             Err(e) => return Ok(Err(e)),
         };
@@ -544,6 +596,88 @@ impl pg4::HostConnection for crate::runtime::HostState {
             .execute(&prepared, &as_refs(&params))
             .await
             .map_err(|e| query_error(e, client, shared.pools.settings().errors)))
+    }
+}
+
+impl pg4::Host for crate::runtime::HostState {}
+
+impl pg4::HostConnection for crate::runtime::HostState {
+    async fn open(
+        &mut self,
+        address: String,
+    ) -> wasmtime::Result<Result<Resource<Connection>, PgError>> {
+        if let Err(e) = self.check_address(&address) {
+            return Ok(Err(e));
+        }
+        let (pool, peer) = match self.shared.pools.pool(&address) {
+            Ok(pool) => pool,
+            Err(e) => return Ok(Err(PgError::ConnectionFailed(format!("{e:#}")))),
+        };
+        let wait = tracing::info_span!(
+            target: crate::telemetry::TARGET,
+            "acquire_connection",
+            otel.name = "acquire connection",
+            otel.status_code = tracing::field::Empty,
+            db.system = "postgresql",
+            db.system.name = "postgresql",
+            db.namespace = peer.database.as_str(),
+            db.client.connection.pool.name = peer.label.as_str(),
+            server.address = peer.address.as_str(),
+            server.port = peer.port,
+        );
+        let client = match pool.get().instrument(wait.clone()).await {
+            Ok(client) => client,
+            Err(e) => {
+                wait.record("otel.status_code", "error");
+                return Ok(Err(PgError::ConnectionFailed(format!(
+                    "cannot get a database connection: {}",
+                    error_chain(&e)
+                ))));
+            }
+        };
+        let handle = self.table.push(Connection {
+            client: Some(client),
+            peer,
+            in_transaction: false,
+        })?;
+        Ok(Ok(handle))
+    }
+
+    async fn query(
+        &mut self,
+        handle: Resource<Connection>,
+        statement: String,
+        values: Vec<ParameterValue>,
+    ) -> wasmtime::Result<Result<RowSet, PgError>> {
+        let span = self.statement_span(&handle, &statement);
+        let result = self
+            .run_query(&handle, statement, values)
+            .instrument(span.clone())
+            .await?;
+        match &result {
+            Ok(rows) => {
+                span.record("db.response.returned_rows", rows.rows.len());
+            }
+            Err(e) => statement_failed(&span, e),
+        }
+        Ok(result)
+    }
+
+    async fn execute(
+        &mut self,
+        handle: Resource<Connection>,
+        statement: String,
+        values: Vec<ParameterValue>,
+    ) -> wasmtime::Result<Result<u64, PgError>> {
+        let span = self.statement_span(&handle, &statement);
+        let result = self
+            .run_execute(&handle, statement, values)
+            .instrument(span.clone())
+            .await?;
+        if let Err(e) = &result {
+            statement_failed(&span, e);
+        }
+        Ok(result)
     }
 
     async fn drop(&mut self, handle: Resource<Connection>) -> wasmtime::Result<()> {

@@ -2,6 +2,9 @@
 //! database migrated by `wasmhost migrate`, and a small JSON client for it.
 //! Process management and scratch databases come from `devstack`; everything
 //! is torn down when `Server` is dropped.
+//!
+//! Shared by several test binaries, each of which uses a part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -32,6 +35,11 @@ fn manifest(root: &Path) -> PathBuf {
 
 impl Server {
     pub async fn start() -> Result<Server> {
+        Self::start_with_env(Vec::new()).await
+    }
+
+    /// Starts the host with `extra` added to its environment.
+    pub async fn start_with_env(extra: Vec<(String, String)>) -> Result<Server> {
         let root = project_root();
         let manifest = manifest(&root);
         let wasmhost = devstack::stack::wasmhost_program(&root);
@@ -75,7 +83,10 @@ impl Server {
                 ("SPIN_VARIABLE_DB_PORT".into(), db_port),
                 ("SPIN_VARIABLE_JWT_SECRET".into(), jwt_secret.clone()),
                 ("SPIN_VARIABLE_JWT_TTL_SECONDS".into(), "3600".into()),
-            ],
+            ]
+            .into_iter()
+            .chain(extra)
+            .collect(),
             echo: Echo::Quiet,
         };
         let mut replica = Replica::new(spec)?;
