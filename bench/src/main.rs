@@ -10,6 +10,10 @@
 //! - `argon2`: the password hash the Conduit component computes at every
 //!   login (argon2id, m=19 MiB, t=2, p=1, the same crate), timed natively:
 //!   the floor the component's hash is compared against.
+//! - `otlp-sink`: where traced replicas send their spans: one OTLP receiver
+//!   (`devstack::otlp`, counting only) per `--listen` address, so that each
+//!   replica's spans are counted apart; the counts are printed as JSON
+//!   whenever the driver asks by writing a line to stdin.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,6 +21,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use devstack::otlp::{Keep, Receiver};
 use devstack::{Database, Stack, StackConfig, free_port};
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -24,7 +29,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -60,6 +65,16 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         iterations: usize,
     },
+    /// Count the spans OTLP exporters send (http/protobuf). Prints the
+    /// receivers' endpoints as one JSON line, then their counts as one JSON
+    /// line for every line read on stdin, and once more when stdin closes or
+    /// SIGINT/SIGTERM arrives
+    OtlpSink {
+        /// Address of one receiver, counted apart from the others
+        /// (repeatable; port 0 picks a free port)
+        #[arg(long = "listen", default_value = "127.0.0.1:0")]
+        listen: Vec<SocketAddr>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -76,6 +91,7 @@ fn main() -> Result<()> {
             replicas,
             replica_env,
         } => runtime.block_on(stack(root, state_dir, replicas, replica_env)),
+        Command::OtlpSink { listen } => runtime.block_on(otlp_sink(listen)),
     }
 }
 
@@ -183,4 +199,55 @@ async fn stack(
         _ = terminate.recv() => {}
     }
     stack.stop().await
+}
+
+/// One counting OTLP receiver per address. The driver reads the counts at
+/// the moments it chooses (before a traced replica starts, after it has
+/// stopped and flushed its last batch) by writing a line to our stdin.
+async fn otlp_sink(listen: Vec<SocketAddr>) -> Result<()> {
+    let mut receivers = Vec::with_capacity(listen.len());
+    for addr in listen {
+        receivers.push(Receiver::http(addr, Keep::CountOnly).await?);
+    }
+    emit(&serde_json::json!({
+        "receivers": receivers.iter().map(|receiver| serde_json::json!({
+            "endpoint": receiver.endpoint(),
+            "protocol": receiver.protocol(),
+        })).collect::<Vec<_>>(),
+    }))?;
+    let counts = || {
+        serde_json::json!({
+            "receivers": receivers.iter().map(|receiver| serde_json::json!({
+                "spans": receiver.span_count(),
+                "exports": receiver.exports(),
+            })).collect::<Vec<_>>(),
+        })
+    };
+
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(_)) => emit(&counts())?,
+                // stdin closed (the driver is done or gone) or unreadable.
+                _ => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    // The last counts, for whoever still reads; nobody may, so a closed
+    // pipe is not an error here.
+    let _ = emit(&counts());
+    Ok(())
+}
+
+/// One JSON line on stdout, flushed at once (the driver waits for it).
+fn emit(value: &serde_json::Value) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{value}")?;
+    stdout.flush()?;
+    Ok(())
 }
