@@ -878,6 +878,115 @@ def reuse_comparison(procs, args, replicas, database_url, postgres_pid, data_dir
     return results
 
 
+class OtlpSink:
+    """`bench otlp-sink`: one counting OTLP receiver per traced replica, in
+    one process; the counts are read by writing a line to its stdin."""
+
+    def __init__(self, procs: Processes, bench_bin: Path, receivers: int):
+        self.child = procs.start(
+            [str(bench_bin), "otlp-sink"] + ["--listen", "127.0.0.1:0"] * receivers,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started = json.loads(self.child.stdout.readline() or "null")
+        if started is None:
+            raise RuntimeError("bench otlp-sink did not start")
+        self.receivers = started["receivers"]
+
+    def env(self, receiver: int) -> dict[str, str]:
+        """The environment that points a replica at one receiver."""
+        return {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": self.receivers[receiver]["endpoint"],
+            "OTEL_EXPORTER_OTLP_PROTOCOL": self.receivers[receiver]["protocol"],
+        }
+
+    def counts(self) -> list[dict]:
+        """Spans and export requests received so far, per receiver."""
+        self.child.stdin.write("counts\n")
+        self.child.stdin.flush()
+        return json.loads(self.child.stdout.readline())["receivers"]
+
+
+# Each variant's environment on top of the stack's replica environment. A
+# replica with no OTLP endpoint creates no spans; empty values count as unset
+# for wasmhost (as for the OpenTelemetry SDKs), which keeps an endpoint from
+# the driver's own environment out of the `off` replica.
+TRACING_VARIANTS = {
+    "off": {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "",
+            "OTEL_TRACES_SAMPLER": "", "OTEL_TRACES_SAMPLER_ARG": ""},
+    "on_100": {"OTEL_TRACES_SAMPLER": "always_on", "OTEL_TRACES_SAMPLER_ARG": ""},
+    "on_10": {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+}
+
+
+def tracing_comparison(procs, args, replicas, database_url, postgres_pid, data_dir) -> dict:
+    """Conduit with OpenTelemetry traces off, on for every request and on for
+    one request in ten: for each scenario three fresh replicas like the
+    stack's first one (so that each one's peak RSS is its own), called
+    directly, interleaved. The traced ones export over OTLP/HTTP to
+    `bench otlp-sink`, one receiver each, so the report can show that the
+    spans arrived: every replica is stopped at the end of its scenario, which
+    flushes its last batch, and its spans are divided by the requests it
+    answered (warm-up included, on both sides)."""
+    traced = [variant for variant in TRACING_VARIANTS if variant != "off"]
+    sink = OtlpSink(procs, args.bench_bin, len(traced))
+    sink_ticks = cpu_ticks(sink.child.pid)
+    results: dict = {"connections": args.compare_connections, "seconds": args.compare_duration,
+                     "rounds": args.compare_rounds, "protocol": sink.receivers[0]["protocol"],
+                     "variants": {variant: {k: v for k, v in env.items() if v}
+                                  for variant, env in TRACING_VARIANTS.items()},
+                     "scenarios": {}}
+    spans_total = 0
+    for scenario in args.tracing_scenarios:
+        counts_before = sink.counts()
+        started: dict[str, tuple] = {}
+        for variant, env in TRACING_VARIANTS.items():
+            env = dict(env, OTEL_SERVICE_NAME=f"wasmhost-bench-{variant}")
+            if variant in traced:
+                env.update(sink.env(traced.index(variant)))
+            started[variant] = start_replica_like(procs, replicas[0], variant, args.wasmhost, ROOT / "spin.toml", env)
+        for _, replica in started.values():
+            run_wrk(replica.api_url, scenario, 8, 2, data_dir)
+        reset_data(database_url, scenario)
+        entry = interleaved({variant: replica for variant, (_, replica) in started.items()}, scenario,
+                            args.compare_connections, args.compare_duration, args.compare_rounds,
+                            data_dir, postgres_pid, database_url)
+        # Stopping a replica (SIGTERM) exports what its batch still holds.
+        answered, peak_rss_mib = {}, {}
+        counts_running = sink.counts()
+        for variant, (child, replica) in started.items():
+            answered[variant] = replica.counters()["requests"]
+            peak_rss_mib[variant] = round(memory_kib(replica.pid).get("VmHWM", 0) / 1024, 1)
+            procs.stop(child)
+        counts_after = sink.counts()
+        for variant in TRACING_VARIANTS:
+            run = entry[variant]
+            run["replica_requests_total"] = answered[variant]
+            run["replica_peak_rss_mib_final"] = peak_rss_mib[variant]
+            if variant in traced:
+                index = traced.index(variant)
+                spans = counts_after[index]["spans"] - counts_before[index]["spans"]
+                spans_total += spans
+                run["spans"] = spans
+                run["spans_at_shutdown"] = spans - (counts_running[index]["spans"] - counts_before[index]["spans"])
+                run["exports"] = counts_after[index]["exports"] - counts_before[index]["exports"]
+                run["spans_per_request"] = round(spans / answered[variant], 2) if answered[variant] else None
+            if variant != "off":
+                off = entry["off"]
+                run["rps_vs_off"] = round(run["rps"] / off["rps"], 2) if off["rps"] else None
+                off_cpu, cpu = off.get("replica_cpu_ms_per_request"), run.get("replica_cpu_ms_per_request")
+                run["cpu_vs_off"] = round(cpu / off_cpu, 2) if cpu and off_cpu else None
+        log(f"{scenario} tracing: " + ", ".join(
+            f"{v} {entry[v]['rps']} req/s" + (f" {entry[v]['spans_per_request']} spans/req" if v in traced else "")
+            for v in TRACING_VARIANTS))
+        results["scenarios"][scenario] = entry
+    sink_ms = (cpu_ticks(sink.child.pid) - sink_ticks) * 1000.0 / CLOCK_TICKS
+    results["sink_cpu_ms_per_1000_spans"] = round(sink_ms / spans_total * 1000, 2) if spans_total else None
+    procs.stop(sink.child)
+    return results
+
+
 def tags_updates(database_url: str) -> int:
     """Row updates of the tags table so far (pg_stat_user_tables). A backend
     flushes its statistics at most once a second, and an idle one within ten
@@ -1216,6 +1325,41 @@ def markdown(report: dict) -> str:
             )
         lines.append("")
 
+    tracing = report.get("tracing")
+    if tracing:
+        lines += [
+            "## Conduit with OpenTelemetry traces off, at 100% and at 10% sampling",
+            "",
+            f"The same build, three fresh replicas per scenario, called directly; {tracing['connections']} "
+            f"connections, {tracing['seconds']}s per run, {tracing['rounds']} interleaved rounds, median round "
+            f"shown. The traced replicas export over OTLP ({tracing['protocol']}) to `bench otlp-sink`, one "
+            "receiver each; a replica's spans (counted after it stopped and flushed its last batch) are divided "
+            "by the requests it answered. Environment on top of the stack's: "
+            + "; ".join(f"`{variant}` " + (", ".join(f"`{k}={v}`" for k, v in env.items()) or "no OTLP endpoint")
+                        for variant, env in tracing["variants"].items())
+            + (f". The sink used {tracing['sink_cpu_ms_per_1000_spans']} ms of CPU per 1,000 spans."
+               if tracing.get("sink_cpu_ms_per_1000_spans") is not None else "."),
+            "",
+            "| scenario | tracing | req/s | / off | p99 ms | replica CPU ms/req | / off | peak RSS MiB "
+            "| spans/req | spans (exports) | req/s each round |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        labels = {"off": "off", "on_100": "on, 100%", "on_10": "on, 10%"}
+        for scenario, entry in tracing["scenarios"].items():
+            for variant in [v for v in ("off", "on_100", "on_10") if v in entry]:
+                run = entry[variant]
+                spans = f"{run['spans']} ({run['exports']})" if "spans" in run else "-"
+                lines.append(
+                    f"| `{scenario}` | {labels[variant]} | {fmt(run['rps'])} "
+                    f"| {('**' + fmt(run['rps_vs_off'], 2) + 'x**') if run.get('rps_vs_off') is not None else '-'} "
+                    f"| {fmt(run['latency_ms']['p99'], 1)} | {fmt(run.get('replica_cpu_ms_per_request'), 3)} "
+                    f"| {(fmt(run['cpu_vs_off'], 2) + 'x') if run.get('cpu_vs_off') is not None else '-'} "
+                    f"| {fmt(run.get('replica_peak_rss_mib_final', peak_rss(run)))} "
+                    f"| {fmt(run.get('spans_per_request'), 2)} | {spans} "
+                    f"| {', '.join(fmt(x, 0) for x in run['rounds_rps'])} |"
+                )
+        lines.append("")
+
     levels = report["levels"]
     lines += ["## Conduit scenarios", ""] if report["targets"] else []
     for target in report["targets"]:
@@ -1387,6 +1531,9 @@ def main() -> int:
     parser.add_argument("--reuse-scenarios", default="",
                         help="Conduit scenarios measured with instance reuse against without (e.g. article)")
     parser.add_argument("--reuse-count", type=int, default=1000, help="WASMHOST_MAX_INSTANCE_REUSE of the reuse runs")
+    parser.add_argument("--tracing-scenarios", default="",
+                        help="Conduit scenarios measured with OpenTelemetry traces off, at 100%% and at 10%% sampling "
+                             "(e.g. article)")
     parser.add_argument("--wasmtime", type=Path, help="`wasmtime` CLI: its `serve` runs the hello component too")
     parser.add_argument("--skip-host", action="store_true")
     parser.add_argument("--profile-seconds", type=int, default=10)
@@ -1410,6 +1557,7 @@ def main() -> int:
     args.levels = [int(x) for x in args.levels.split(",") if x]
     args.compare_scenarios = [s for s in args.compare_scenarios.split(",") if s]
     args.reuse_scenarios = [s for s in args.reuse_scenarios.split(",") if s]
+    args.tracing_scenarios = [s for s in args.tracing_scenarios.split(",") if s]
     scenarios = [s for s in args.scenarios.split(",") if s]
     started = datetime.datetime.now(datetime.timezone.utc)
     deadline_note = time.monotonic()
@@ -1525,6 +1673,9 @@ def main() -> int:
 
         if args.reuse_scenarios:
             report["reuse"] = reuse_comparison(procs, args, replicas, database_url, postgres_pid, data_dir)
+
+        if args.tracing_scenarios:
+            report["tracing"] = tracing_comparison(procs, args, replicas, database_url, postgres_pid, data_dir)
 
         if args.previous:
             report["compare"] = compare_builds(procs, args, work_dir, replicas, database_url, postgres_pid, data_dir)
