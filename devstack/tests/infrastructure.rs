@@ -1,12 +1,14 @@
 //! The stack's building blocks on their own, without the API: the private
 //! PostgreSQL cluster, scratch databases, and nginx with the production config.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use devstack::nginx::Nginx;
 use devstack::postgres::{PostgresCluster, ScratchDatabase, psql, random_hex, test_database_url};
 use devstack::{Echo, free_port, project_root};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn private_cluster_keeps_committed_rows_across_a_fast_restart() -> Result<()> {
@@ -152,5 +154,163 @@ async fn nginx_rate_limits_login_and_answers_its_own_errors_in_json() -> Result<
                 .is_some_and(|a| a.contains("127.0.0.1"))),
         "access log lacks the request id or upstream: {log:?}"
     );
+    nginx.stop().await
+}
+
+/// The header lines of one request as a replica received them.
+type ReceivedHeaders = Vec<(String, String)>;
+
+/// A stand-in replica on a loopback port: it answers every request with an
+/// empty 200 and keeps the headers each request arrived with.
+async fn recording_upstream() -> Result<(u16, Arc<Mutex<Vec<ReceivedHeaders>>>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let recorder = Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((mut connection, _)) = listener.accept().await {
+            let recorder = Arc::clone(&recorder);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match connection.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => head.extend_from_slice(&chunk[..read]),
+                    }
+                }
+                let headers = String::from_utf8_lossy(&head)
+                    .lines()
+                    .skip(1)
+                    .filter_map(|line| line.split_once(':'))
+                    .map(|(name, value)| {
+                        (name.trim().to_ascii_lowercase(), value.trim().to_owned())
+                    })
+                    .collect();
+                if let Ok(mut received) = recorder.lock() {
+                    received.push(headers);
+                }
+                let _ = connection
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    Ok((port, received))
+}
+
+fn header<'a>(headers: &'a ReceivedHeaders, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(header, _)| header == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// W3C trace context goes through nginx untouched, so the replica's server
+/// span joins the caller's trace with the caller's sampling decision; nginx
+/// never invents a traceparent; and its access log names the trace.
+#[tokio::test]
+async fn nginx_passes_trace_context_through_unchanged_and_logs_the_trace_id() -> Result<()> {
+    devstack::kill_children_on_signal();
+    let dir = tempfile::tempdir()?;
+    let (upstream_port, received) = recording_upstream().await?;
+    let mut nginx = Nginx::new(
+        &project_root().join("docker/nginx/nginx.conf"),
+        &dir.path().join("nginx"),
+        free_port()?,
+        &[upstream_port],
+        Echo::Quiet,
+    );
+    nginx.start().await?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
+    let tracestate = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+    // Each request: (request id, traceparent sent, trace id the log must show).
+    let mut cases: Vec<(String, Option<String>, &str)> = vec![
+        ("traced".into(), Some(traceparent.clone()), TRACE_ID),
+        ("untraced".into(), None, "-"),
+    ];
+    // Malformed: reaches the replica as sent (it decides), logged as absent.
+    for (index, malformed) in [
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "not a traceparent",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cases.push((
+            format!("malformed-{index}"),
+            Some(malformed.to_owned()),
+            "-",
+        ));
+    }
+
+    for (request_id, sent, _) in &cases {
+        let mut request = client
+            .get(format!("{}/api/tags", nginx.url()))
+            .header("X-Request-ID", request_id.as_str());
+        if let Some(sent) = sent {
+            request = request
+                .header("traceparent", sent.as_str())
+                .header("tracestate", tracestate);
+        }
+        let response = request.send().await?;
+        assert_eq!(response.status(), 200, "request {request_id}");
+    }
+
+    let received = received
+        .lock()
+        .map_err(|_| anyhow::anyhow!("recorder poisoned"))?
+        .clone();
+    for (request_id, sent, _) in &cases {
+        let headers = received
+            .iter()
+            .find(|headers| header(headers, "x-request-id") == Some(request_id.as_str()))
+            .with_context(|| format!("the upstream never got request {request_id}"))?;
+        assert_eq!(
+            header(headers, "traceparent"),
+            sent.as_deref(),
+            "traceparent of request {request_id} as the replica got it"
+        );
+        let expected_state = sent.as_ref().map(|_| tracestate);
+        assert_eq!(
+            header(headers, "tracestate"),
+            expected_state,
+            "tracestate of request {request_id} as the replica got it"
+        );
+    }
+
+    // nginx writes a line after its response; wait for all of them.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let log = loop {
+        let log = nginx.access_log();
+        let logged = |id: &str| log.iter().any(|entry| entry["request_id"] == id);
+        if cases.iter().all(|(request_id, _, _)| logged(request_id)) {
+            break log;
+        }
+        if Instant::now() > deadline {
+            bail!("access log lacks some requests: {log:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for (request_id, _, trace_id) in &cases {
+        let entry = log
+            .iter()
+            .find(|entry| entry["request_id"] == request_id.as_str())
+            .context("logged request disappeared")?;
+        assert_eq!(
+            entry["trace_id"], *trace_id,
+            "trace_id in the access log line of request {request_id}: {entry}"
+        );
+    }
     nginx.stop().await
 }
