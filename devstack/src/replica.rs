@@ -20,7 +20,8 @@ pub struct ReplicaSpec {
     pub manifest: PathBuf,
     /// Working directory (the project root).
     pub root: PathBuf,
-    /// SPIN_VARIABLE_* and WASMHOST_* settings.
+    /// SPIN_VARIABLE_* and WASMHOST_* settings, on top of the caller's own
+    /// environment, which the process inherits (RUST_LOG, OTEL_* for traces).
     pub env: Vec<(String, String)>,
     pub echo: Echo,
 }
