@@ -100,10 +100,24 @@ impl ListFilter {
     }
 }
 
+/// `articlesCount` of a list with at most one filter: the sum of the
+/// counts kept for it (migrations/0009), `filter_kind` and the SQL of its
+/// `filter_id` (NULL for an unknown tag or user, which sums to 0).
+fn kept_count_sql(filter_kind: &str, filter_id: &str) -> String {
+    format!(
+        "SELECT COALESCE(sum(c.articles), 0)::bigint FROM article_counts c \
+         WHERE c.filter_kind = '{filter_kind}' AND c.filter_id = {filter_id}"
+    )
+}
+
 /// The one statement behind the article list and the feed: the page of
 /// articles (newest first) and the total count of matches, as one JSON text.
 /// `$1` is the viewer, `$2` the limit, `$3` the offset; each filter appends
 /// its own parameter, so only the conditions in use reach the planner.
+///
+/// The count of a list with no filter or one filter is read from the
+/// counts the writes keep (`article_counts`, a few rows), so it costs the
+/// same at any table size; combined filters count the matching rows.
 pub fn article_list_query(
     viewer: i64,
     page: Page,
@@ -112,6 +126,8 @@ pub fn article_list_query(
     let mut params: Vec<ParameterValue> =
         vec![viewer.into(), page.limit.into(), page.offset.into()];
     let mut conditions: Vec<String> = Vec::new();
+    // The kept count of each filter in use, in the same order.
+    let mut kept_counts: Vec<String> = Vec::new();
     // Appends a parameter and returns its `$n` number.
     let next_param = |params: &mut Vec<ParameterValue>, value: ParameterValue| {
         params.push(value);
@@ -123,11 +139,19 @@ pub fn article_list_query(
             "a.id IN (SELECT at.article_id FROM article_tags at JOIN tags t ON t.id = at.tag_id \
                       WHERE t.name = ${n}::text)"
         ));
+        kept_counts.push(kept_count_sql(
+            "tag",
+            &format!("(SELECT id FROM tags WHERE name = ${n}::text)"),
+        ));
     }
     if let Some(author) = &filter.author {
         let n = next_param(&mut params, author.clone().into());
         conditions.push(format!(
             "a.author_id = (SELECT id FROM users WHERE username = ${n}::text)"
+        ));
+        kept_counts.push(kept_count_sql(
+            "author",
+            &format!("(SELECT id FROM users WHERE username = ${n}::text)"),
         ));
     }
     if let Some(favorited) = &filter.favorited {
@@ -135,6 +159,10 @@ pub fn article_list_query(
         conditions.push(format!(
             "a.id IN (SELECT fv.article_id FROM favorites fv JOIN users fu ON fu.id = fv.user_id \
                       WHERE fu.username = ${n}::text)"
+        ));
+        kept_counts.push(kept_count_sql(
+            "favorited",
+            &format!("(SELECT id FROM users WHERE username = ${n}::text)"),
         ));
     }
     let columns = "a.id, a.slug, a.title, a.description, a.created_at, a.updated_at, a.author_id";
@@ -151,12 +179,20 @@ pub fn article_list_query(
             } else {
                 format!("WHERE {}", conditions.join(" AND "))
             };
+            // No counts are kept for combinations of filters (one per
+            // combination of values would be far too many rows to keep up
+            // to date): those lists count their matching rows.
+            let count_sql = match kept_counts.as_slice() {
+                [] => kept_count_sql("all", "0"),
+                [kept] => kept.clone(),
+                _ => format!("SELECT count(*) FROM articles a {where_clause}"),
+            };
             (
                 format!(
                     "SELECT {columns} FROM articles a {where_clause} \
                      {order} LIMIT $2::bigint OFFSET $3::bigint"
                 ),
-                format!("SELECT count(*) FROM articles a {where_clause}"),
+                count_sql,
             )
         }
         // The feed: per followed author, the newest `limit + offset` of
@@ -642,6 +678,71 @@ mod tests {
         assert!(matches!(params[3], ParameterValue::Str(ref tag) if tag == "dragons"));
         assert!(matches!(params[1], ParameterValue::Int64(5)));
         assert!(matches!(params[2], ParameterValue::Int64(10)));
+    }
+
+    #[test]
+    fn lists_with_at_most_one_filter_read_the_kept_counts() {
+        let page = Page {
+            limit: 20,
+            offset: 0,
+        };
+        let (sql, _) = article_list_query(0, page, &ListFilter::default());
+        assert!(sql.contains(&kept_count_sql("all", "0")));
+        assert!(
+            !sql.contains("count(*) FROM articles"),
+            "no count of rows: {sql}"
+        );
+        let single = [
+            (
+                ListFilter {
+                    tag: Some("dragons".into()),
+                    ..ListFilter::default()
+                },
+                kept_count_sql("tag", "(SELECT id FROM tags WHERE name = $4::text)"),
+            ),
+            (
+                ListFilter {
+                    author: Some("jake".into()),
+                    ..ListFilter::default()
+                },
+                kept_count_sql("author", "(SELECT id FROM users WHERE username = $4::text)"),
+            ),
+            (
+                ListFilter {
+                    favorited: Some("anna".into()),
+                    ..ListFilter::default()
+                },
+                kept_count_sql(
+                    "favorited",
+                    "(SELECT id FROM users WHERE username = $4::text)",
+                ),
+            ),
+        ];
+        for (filter, kept) in single {
+            let (sql, params) = article_list_query(0, page, &filter);
+            assert_eq!(params.len(), 4);
+            assert!(sql.contains(&kept), "{filter:?} reads {kept}: {sql}");
+            assert!(
+                !sql.contains("count(*) FROM articles"),
+                "{filter:?} counts rows: {sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn combined_filters_count_their_rows() {
+        let filter = ListFilter {
+            tag: Some("dragons".into()),
+            author: Some("jake".into()),
+            ..ListFilter::default()
+        };
+        let page = Page {
+            limit: 20,
+            offset: 0,
+        };
+        let (sql, _) = article_list_query(0, page, &filter);
+        assert!(sql.contains("SELECT count(*) FROM articles a WHERE"));
+        assert!(!sql.contains("article_counts"));
     }
 
     #[test]
