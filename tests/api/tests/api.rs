@@ -91,6 +91,7 @@ async fn conduit_api_through_the_host() {
         check_comments(api).await;
         check_tags_are_distinct(api).await;
         check_concurrent_creations_share_tags(&server).await;
+        check_articles_count_is_exact_for_every_filter(&server).await;
         check_strings_are_stored_exactly(api).await;
         check_openapi_document_and_unknown_routes(api).await;
     };
@@ -1343,6 +1344,309 @@ async fn check_concurrent_creations_share_tags(server: &Server) {
     eprintln!(
         "twenty concurrent creations sharing five tags: {used} statements, tag rows untouched"
     );
+}
+
+/// A list's filters, as its query string sets them.
+#[derive(Clone, Copy, Debug, Default)]
+struct Filters<'a> {
+    tag: Option<&'a str>,
+    author: Option<&'a str>,
+    favorited: Option<&'a str>,
+}
+
+impl Filters<'_> {
+    fn query(&self) -> String {
+        let pairs = [
+            ("tag", self.tag),
+            ("author", self.author),
+            ("favorited", self.favorited),
+        ];
+        let query: String = pairs
+            .iter()
+            .filter_map(|(name, value)| value.map(|value| format!("&{name}={value}")))
+            .collect();
+        format!("/articles?limit=1{query}")
+    }
+
+    /// count(*) of the articles the filters match, straight from the rows
+    /// (the names are the test's own, plain ASCII).
+    fn count_sql(&self) -> String {
+        let mut conditions = vec!["true".to_owned()];
+        if let Some(tag) = self.tag {
+            conditions.push(format!(
+                "EXISTS (SELECT 1 FROM article_tags at JOIN tags t ON t.id = at.tag_id \
+                 WHERE at.article_id = a.id AND t.name = '{tag}')"
+            ));
+        }
+        if let Some(author) = self.author {
+            conditions.push(format!(
+                "EXISTS (SELECT 1 FROM users u WHERE u.id = a.author_id AND u.username = '{author}')"
+            ));
+        }
+        if let Some(favorited) = self.favorited {
+            conditions.push(format!(
+                "EXISTS (SELECT 1 FROM favorites fv JOIN users u ON u.id = fv.user_id \
+                 WHERE fv.article_id = a.id AND u.username = '{favorited}')"
+            ));
+        }
+        format!(
+            "(SELECT count(*) FROM articles a WHERE {})",
+            conditions.join(" AND ")
+        )
+    }
+}
+
+/// Every list below answers the `articlesCount` that count(*) over the
+/// rows gives, and every count the writes keep (`article_counts`, summed
+/// over its shards) equals the rows it stands for.
+async fn expect_counts_exact(server: &Server, filters: &[Filters<'_>], after: &str) {
+    let expected = server
+        .sql(&format!(
+            "SELECT concat_ws(',', {})",
+            filters
+                .iter()
+                .map(Filters::count_sql)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .await
+        .expect("counting rows");
+    let expected: Vec<i64> = expected
+        .trim()
+        .split(',')
+        .map(|n| n.parse().expect("a count"))
+        .collect();
+    for (filter, rows) in filters.iter().zip(expected) {
+        let reply = server.api.get(&filter.query(), None).await;
+        expect(&reply, 200, &filter.query());
+        assert_eq!(
+            reply.body["articlesCount"],
+            rows,
+            "articlesCount of {} after {after}",
+            filter.query()
+        );
+    }
+    let mismatches = server
+        .sql(
+            "WITH kept AS (SELECT filter_kind::text AS kind, filter_id AS id, sum(articles) AS n \
+                           FROM article_counts GROUP BY 1, 2), \
+             counted AS (SELECT 'all' AS kind, 0::bigint AS id, count(*) AS n FROM articles \
+                         UNION ALL SELECT 'author', author_id, count(*) FROM articles GROUP BY 2 \
+                         UNION ALL SELECT 'tag', tag_id, count(*) FROM article_tags GROUP BY 2 \
+                         UNION ALL SELECT 'favorited', user_id, count(*) FROM favorites GROUP BY 2) \
+             SELECT COALESCE(string_agg(format('%s %s: kept %s, rows %s', kind, id, \
+                                               COALESCE(kept.n, 0), COALESCE(counted.n, 0)), '; '), '') \
+             FROM kept FULL JOIN counted USING (kind, id) \
+             WHERE COALESCE(kept.n, 0) <> COALESCE(counted.n, 0)",
+        )
+        .await
+        .expect("comparing kept counts");
+    assert_eq!(mismatches.trim(), "", "kept counts after {after}");
+}
+
+/// `articlesCount` of lists with no filter or one filter comes from counts
+/// the writes keep (migrations/0009); this proves them exact through
+/// creations (also concurrent ones sharing tags), deletions with their
+/// cascades, favorites, and the changes only SQL can make.
+async fn check_articles_count_is_exact_for_every_filter(server: &Server) {
+    let api = &server.api;
+    let writer = register(api, "counts-writer").await;
+    let other = register(api, "counts-other").await;
+    let fan = register(api, "counts-fan").await;
+    let tags = ["counts-red", "counts-blue", "counts-new-1", "counts-new-2"];
+    let users = ["counts-writer", "counts-other", "counts-fan"];
+    let mut filters = vec![Filters::default()];
+    for tag in tags.iter().chain(&["counts-no-such-tag"]) {
+        filters.push(Filters {
+            tag: Some(tag),
+            ..Filters::default()
+        });
+    }
+    for user in users.iter().chain(&["counts-no-such-user"]) {
+        filters.push(Filters {
+            author: Some(user),
+            ..Filters::default()
+        });
+        filters.push(Filters {
+            favorited: Some(user),
+            ..Filters::default()
+        });
+    }
+    filters.push(Filters {
+        tag: Some("counts-red"),
+        author: Some("counts-writer"),
+        favorited: None,
+    });
+    filters.push(Filters {
+        tag: Some("counts-blue"),
+        author: None,
+        favorited: Some("counts-fan"),
+    });
+    expect_counts_exact(server, &filters, "registrations").await;
+
+    let mut slugs = Vec::new();
+    for (index, article_tags) in [
+        &["counts-red", "counts-blue"][..],
+        &["counts-red"],
+        &[],
+        &["counts-blue"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let token = if index % 2 == 0 { &writer } else { &other };
+        let article = create_article(api, token, &format!("Counted {index}"), article_tags).await;
+        slugs.push(article["slug"].as_str().expect("slug").to_owned());
+    }
+    expect_counts_exact(server, &filters, "creations").await;
+
+    // A list is still one statement.
+    let statements = server.statements().await.expect("metrics");
+    let reply = api.get("/articles?tag=counts-red", None).await;
+    expect(&reply, 200, "list by tag");
+    let used = server.statements().await.expect("metrics") - statements;
+    assert_eq!(used, 1.0, "a list took {used} statements");
+
+    for slug in &slugs[..3] {
+        let reply = api
+            .post_empty(&format!("/articles/{slug}/favorite"), Some(&fan))
+            .await;
+        expect(&reply, 200, "favorite");
+    }
+    // Favoriting twice changes nothing.
+    api.post_empty(&format!("/articles/{}/favorite", slugs[0]), Some(&fan))
+        .await;
+    api.post_empty(&format!("/articles/{}/favorite", slugs[1]), Some(&writer))
+        .await;
+    let reply = api
+        .delete(&format!("/articles/{}/favorite", slugs[2]), Some(&fan))
+        .await;
+    expect(&reply, 200, "unfavorite");
+    // Unfavoriting what is not a favorite changes nothing either.
+    api.delete(&format!("/articles/{}/favorite", slugs[3]), Some(&fan))
+        .await;
+    expect_counts_exact(server, &filters, "favorites").await;
+
+    // Concurrent creations sharing tags (two of them new), favorites and a
+    // deletion, all at once.
+    let versions = "SELECT string_agg(name || ' ' || xmin || ' ' || ctid, ',' ORDER BY name) \
+                    FROM tags WHERE name LIKE 'counts-%'";
+    let tag_rows_before = server.sql(versions).await.expect("tag row versions");
+    let mut writes = Vec::new();
+    for attempt in 0..16 {
+        let api = api.clone();
+        let token = if attempt % 2 == 0 { &writer } else { &other }.clone();
+        let mut names = tags.to_vec();
+        names.rotate_left(attempt % tags.len());
+        names.truncate(2 + attempt % 3);
+        writes.push(tokio::spawn(async move {
+            let reply = api
+                .post(
+                    "/articles",
+                    Some(&token),
+                    json!({"article": {"title": format!("Counted race {attempt}"), "description": "d", "body": "b", "tagList": names}}),
+                )
+                .await;
+            (reply, 201)
+        }));
+    }
+    for slug in &slugs[..2] {
+        let (api, fan, slug) = (api.clone(), fan.clone(), slug.clone());
+        writes.push(tokio::spawn(async move {
+            let reply = api
+                .delete(&format!("/articles/{slug}/favorite"), Some(&fan))
+                .await;
+            (reply, 200)
+        }));
+    }
+    {
+        let (api, other, slug) = (api.clone(), other.clone(), slugs[3].clone());
+        writes.push(tokio::spawn(async move {
+            (
+                api.delete(&format!("/articles/{slug}"), Some(&other)).await,
+                204,
+            )
+        }));
+    }
+    for joined in futures::future::join_all(writes).await {
+        let (reply, status) = joined.expect("request task");
+        expect(&reply, status, "concurrent write");
+    }
+    expect_counts_exact(server, &filters, "concurrent writes").await;
+    let tag_rows_after = server.sql(versions).await.expect("tag row versions");
+    let tag_rows_before: Vec<&str> = tag_rows_before.trim().split(',').collect();
+    for row in &tag_rows_before {
+        assert!(
+            tag_rows_after.trim().split(',').any(|after| after == *row),
+            "tag row {row} was written to: {tag_rows_after}"
+        );
+    }
+
+    // Deleting an article takes its tags and favorites with it.
+    let reply = api
+        .post_empty(&format!("/articles/{}/favorite", slugs[0]), Some(&fan))
+        .await;
+    expect(&reply, 200, "favorite again");
+    let reply = api
+        .delete(&format!("/articles/{}", slugs[0]), Some(&writer))
+        .await;
+    expect(&reply, 204, "delete a tagged, favorited article");
+    // An update that changes no filter's key.
+    let reply = api
+        .put(
+            &format!("/articles/{}", slugs[1]),
+            Some(&other),
+            json!({"article": {"title": "Counted, retitled"}}),
+        )
+        .await;
+    expect(&reply, 200, "retitle");
+    expect_counts_exact(server, &filters, "deletion and update").await;
+
+    // What only SQL does: move rows between keys, delete a tag and a user
+    // (cascading to their links, articles and favorites).
+    for (statement, what) in [
+        (
+            "UPDATE articles SET author_id = (SELECT id FROM users WHERE username = 'counts-fan') \
+             WHERE id IN (SELECT a.id FROM articles a JOIN users u ON u.id = a.author_id \
+                          WHERE u.username = 'counts-writer' ORDER BY a.id LIMIT 3)",
+            "an author change",
+        ),
+        (
+            "UPDATE article_tags SET tag_id = (SELECT id FROM tags WHERE name = 'counts-new-2') \
+             WHERE tag_id = (SELECT id FROM tags WHERE name = 'counts-new-1') \
+               AND article_id NOT IN (SELECT at.article_id FROM article_tags at \
+                                      JOIN tags t ON t.id = at.tag_id WHERE t.name = 'counts-new-2')",
+            "a tag change",
+        ),
+        (
+            "UPDATE favorites SET user_id = (SELECT id FROM users WHERE username = 'counts-other') \
+             WHERE user_id = (SELECT id FROM users WHERE username = 'counts-writer')",
+            "a favoriting user change",
+        ),
+        (
+            "DELETE FROM tags WHERE name = 'counts-blue'",
+            "a tag deletion",
+        ),
+        (
+            "DELETE FROM users WHERE username = 'counts-writer'",
+            "a user deletion",
+        ),
+    ] {
+        server.sql(statement).await.expect(what);
+        expect_counts_exact(server, &filters, what).await;
+    }
+
+    // TRUNCATE empties the counts of what it empties. The transaction is
+    // left open, so it is rolled back when psql disconnects.
+    let after_truncate = server
+        .sql(
+            "BEGIN; TRUNCATE articles CASCADE; \
+             SELECT count(*) FROM article_counts WHERE articles <> 0",
+        )
+        .await
+        .expect("truncate");
+    assert_eq!(after_truncate.trim(), "0", "counts left after TRUNCATE");
+    expect_counts_exact(server, &filters, "a rolled back TRUNCATE").await;
 }
 
 async fn check_strings_are_stored_exactly(api: &Api) {
