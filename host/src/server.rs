@@ -538,7 +538,7 @@ impl Server {
             .in_current_span(),
         );
         match receiver.await {
-            Ok(Ok(response)) => response,
+            Ok(Ok(response)) => with_first_frame(response).await,
             Ok(Err(code)) => {
                 tracing::error!(error = ?code, "component returned an error instead of a response");
                 internal_error()
@@ -568,6 +568,64 @@ impl Server {
                 }
             },
         }
+    }
+}
+
+/// How long a guest's response headers wait for the first piece of its body.
+const FIRST_FRAME_WAIT: Duration = Duration::from_millis(2);
+
+/// Waits (briefly) for the first frame of the guest's body before the
+/// response goes to hyper. A guest sets its response, then writes the body:
+/// handed over at once, the headers would leave in one write and the body in
+/// another, a moment later. With the first frame ready (for most responses,
+/// the whole body) both leave in one write. A guest that streams slowly
+/// gets its headers out after [`FIRST_FRAME_WAIT`] as before.
+async fn with_first_frame(response: Response<HyperOutgoingBody>) -> Response<HyperOutgoingBody> {
+    let (parts, mut body) = response.into_parts();
+    let first = match tokio::time::timeout(FIRST_FRAME_WAIT, body.frame()).await {
+        Ok(Some(first)) => Some(first),
+        // The body ended without data, or it is not ready yet.
+        Ok(None) | Err(_) => None,
+    };
+    Response::from_parts(parts, Prefixed { first, rest: body }.boxed_unsync())
+}
+
+/// A body with its first frame already read.
+struct Prefixed {
+    first: Option<Result<hyper::body::Frame<Bytes>, wasmtime_wasi_http::Error>>,
+    rest: HyperOutgoingBody,
+}
+
+impl hyper::body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if let Some(first) = self.first.take() {
+            return std::task::Poll::Ready(Some(first));
+        }
+        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let rest = self.rest.size_hint();
+        let first = match &self.first {
+            Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => 0,
+        };
+        let mut hint = hyper::body::SizeHint::new();
+        hint.set_lower(rest.lower() + first);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + first);
+        }
+        hint
     }
 }
 

@@ -91,7 +91,12 @@ async fn request_ids_are_passed_through_or_generated() {
         .unwrap();
     let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
-    assert!(host.log().contains("trace-123"), "request id is logged");
+    assert!(
+        host.log_eventually(|log| log.contains("trace-123"))
+            .await
+            .contains("trace-123"),
+        "request id is logged"
+    );
 }
 
 #[tokio::test]
@@ -666,8 +671,11 @@ async fn with_reuse_consecutive_requests_share_an_instance_up_to_the_maximum() {
         metrics.contains("wasmhost_instances_dropped_total{reason=\"max_reuse\"} 1"),
         "{metrics}"
     );
-    // The access log says which requests ran in a reused instance.
-    let log = host.log();
+    // The access log says which requests ran in a reused instance (written
+    // by the host's log thread, a moment after the response).
+    let log = host
+        .log_eventually(|log| log.contains("reused=true") && log.contains("reused=false"))
+        .await;
     assert!(log.contains("reused=true"), "{log}");
     assert!(log.contains("reused=false"), "{log}");
 }

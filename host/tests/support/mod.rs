@@ -237,6 +237,19 @@ impl Host {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once `done` holds for it (log lines are written by a thread
+    /// of the host's, a moment after the response), or as it is after 5 s.
+    pub async fn log_eventually(&self, done: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let log = self.log();
+            if done(&log) || started.elapsed() > Duration::from_secs(5) {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn wait_ready(&mut self, limit: Duration) -> Result<()> {
         let started = Instant::now();
         let client = reqwest::Client::new();
