@@ -115,9 +115,10 @@ fn kept_count_sql(filter_kind: &str, filter_id: &str) -> String {
 /// `$1` is the viewer, `$2` the limit, `$3` the offset; each filter appends
 /// its own parameter, so only the conditions in use reach the planner.
 ///
-/// The count of a list with no filter or one filter is read from the
-/// counts the writes keep (`article_counts`, a few rows), so it costs the
-/// same at any table size; combined filters count the matching rows.
+/// The count of a list with no filter or one filter, and of the feed, is
+/// read from the counts the writes keep (`article_counts`, a few rows per
+/// count), so it costs the same at any table size; combined filters count
+/// the matching rows.
 pub fn article_list_query(
     viewer: i64,
     page: Page,
@@ -197,11 +198,27 @@ pub fn article_list_query(
         }
         // The feed: per followed author, the newest `limit + offset` of
         // their articles (articles_author_created_idx, in order), merged;
-        // and the count as a sum of per-author index counts. Both read only
-        // the followed authors' entries, never the whole table.
+        // and the count as the sum of the followed authors' kept counts
+        // (per-author index counts when other filters narrow the feed).
+        // Both read only the followed authors' entries, never the whole
+        // table.
         Some(follower) => {
             let n = next_param(&mut params, follower.into());
             let also: String = conditions.iter().map(|c| format!(" AND {c}")).collect();
+            let count_sql = if conditions.is_empty() {
+                format!(
+                    "SELECT COALESCE(sum(c.articles), 0)::bigint FROM follows f \
+                     JOIN article_counts c ON c.filter_kind = 'author' AND c.filter_id = f.followee_id \
+                     WHERE f.follower_id = ${n}::bigint"
+                )
+            } else {
+                format!(
+                    "SELECT COALESCE(sum(per_author.n), 0)::bigint FROM follows f CROSS JOIN LATERAL \
+                       (SELECT count(*) AS n FROM articles a \
+                        WHERE a.author_id = f.followee_id{also}) per_author \
+                     WHERE f.follower_id = ${n}::bigint"
+                )
+            };
             (
                 format!(
                     "SELECT {columns} FROM follows f CROSS JOIN LATERAL \
@@ -211,12 +228,7 @@ pub fn article_list_query(
                      WHERE f.follower_id = ${n}::bigint \
                      {order} LIMIT $2::bigint OFFSET $3::bigint"
                 ),
-                format!(
-                    "SELECT COALESCE(sum(per_author.n), 0)::bigint FROM follows f CROSS JOIN LATERAL \
-                       (SELECT count(*) AS n FROM articles a \
-                        WHERE a.author_id = f.followee_id{also}) per_author \
-                     WHERE f.follower_id = ${n}::bigint"
-                ),
+                count_sql,
             )
         }
     };
@@ -727,6 +739,21 @@ mod tests {
                 "{filter:?} counts rows: {sql}"
             );
         }
+    }
+
+    #[test]
+    fn the_feed_sums_the_kept_counts_of_the_followed_authors() {
+        let filter = ListFilter {
+            followed_by: Some(7),
+            ..ListFilter::default()
+        };
+        let page = Page {
+            limit: 20,
+            offset: 0,
+        };
+        let (sql, _) = article_list_query(7, page, &filter);
+        assert!(sql.contains("JOIN article_counts c ON c.filter_kind = 'author'"));
+        assert!(!sql.contains("count(*) AS n"), "no count of rows: {sql}");
     }
 
     #[test]
