@@ -19,12 +19,16 @@ use crate::web::json;
 )]
 pub fn list(_req: &Request, _params: &PathParams) -> Result<Response, Error> {
     let db = db::connect()?;
-    // Tags whose articles were all deleted are left out by the join.
+    // A tag's uses are the count its links keep (migrations/0009, summed
+    // over its shards), so the list costs the same however many articles
+    // there are. Tags whose articles were all deleted count 0 and are left
+    // out.
     let rows = db::query(
         &db,
         "SELECT json_build_object('tags', COALESCE(json_agg(name ORDER BY uses DESC, name), '[]'::json))::text \
-         FROM (SELECT t.name, count(*) AS uses FROM tags t \
-               JOIN article_tags at ON at.tag_id = t.id GROUP BY t.name) used",
+         FROM (SELECT t.name, sum(c.articles) AS uses FROM tags t \
+               JOIN article_counts c ON c.filter_kind = 'tag' AND c.filter_id = t.id \
+               GROUP BY t.name HAVING sum(c.articles) > 0) used",
         &[],
     )?;
     let row = db::first_row(&rows).ok_or_else(|| Error::Internal("tags returned no row".into()))?;
