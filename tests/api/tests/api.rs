@@ -1396,10 +1396,48 @@ impl Filters<'_> {
     }
 }
 
-/// Every list below answers the `articlesCount` that count(*) over the
-/// rows gives, and every count the writes keep (`article_counts`, summed
-/// over its shards) equals the rows it stands for.
-async fn expect_counts_exact(server: &Server, filters: &[Filters<'_>], after: &str) {
+/// Every list below, and the feed of `reader` (token, username), answers
+/// the `articlesCount` that count(*) over the rows gives; `/tags` ranks the
+/// tags by their links; and every count the writes keep (`article_counts`,
+/// summed over its shards) equals the rows it stands for.
+async fn expect_counts_exact(
+    server: &Server,
+    filters: &[Filters<'_>],
+    reader: (&str, &str),
+    after: &str,
+) {
+    let (reader_token, reader_name) = reader;
+    let feed_rows = server
+        .sql(&format!(
+            "SELECT count(*) FROM articles a WHERE a.author_id IN \
+               (SELECT f.followee_id FROM follows f JOIN users u ON u.id = f.follower_id \
+                WHERE u.username = '{reader_name}')"
+        ))
+        .await
+        .expect("counting the feed's rows");
+    let reply = server
+        .api
+        .get("/articles/feed?limit=1", Some(reader_token))
+        .await;
+    expect(&reply, 200, "feed");
+    assert_eq!(
+        reply.body["articlesCount"].to_string(),
+        feed_rows.trim(),
+        "articlesCount of the feed after {after}"
+    );
+    let ranked = server
+        .sql(
+            "SELECT COALESCE(json_agg(name ORDER BY uses DESC, name), '[]') FROM \
+               (SELECT t.name, count(*) AS uses FROM tags t \
+                JOIN article_tags at ON at.tag_id = t.id GROUP BY t.name) used",
+        )
+        .await
+        .expect("ranking tags");
+    let ranked: Value = serde_json::from_str(ranked.trim()).expect("tags as JSON");
+    let reply = server.api.get("/tags", None).await;
+    expect(&reply, 200, "tags");
+    assert_eq!(reply.body["tags"], ranked, "tags after {after}");
+
     let expected = server
         .sql(&format!(
             "SELECT concat_ws(',', {})",
@@ -1444,8 +1482,9 @@ async fn expect_counts_exact(server: &Server, filters: &[Filters<'_>], after: &s
     assert_eq!(mismatches.trim(), "", "kept counts after {after}");
 }
 
-/// `articlesCount` of lists with no filter or one filter comes from counts
-/// the writes keep (migrations/0009); this proves them exact through
+/// `articlesCount` of lists with no filter or one filter and of the feed,
+/// and the ranking of `/tags`, come from counts the writes keep
+/// (migrations/0009); this proves them exact through
 /// creations (also concurrent ones sharing tags), deletions with their
 /// cascades, favorites, and the changes only SQL can make.
 async fn check_articles_count_is_exact_for_every_filter(server: &Server) {
@@ -1453,6 +1492,13 @@ async fn check_articles_count_is_exact_for_every_filter(server: &Server) {
     let writer = register(api, "counts-writer").await;
     let other = register(api, "counts-other").await;
     let fan = register(api, "counts-fan").await;
+    for followee in ["counts-writer", "counts-other"] {
+        let reply = api
+            .post_empty(&format!("/profiles/{followee}/follow"), Some(&fan))
+            .await;
+        expect(&reply, 200, "follow");
+    }
+    let reader = (fan.as_str(), "counts-fan");
     let tags = ["counts-red", "counts-blue", "counts-new-1", "counts-new-2"];
     let users = ["counts-writer", "counts-other", "counts-fan"];
     let mut filters = vec![Filters::default()];
@@ -1482,7 +1528,7 @@ async fn check_articles_count_is_exact_for_every_filter(server: &Server) {
         author: None,
         favorited: Some("counts-fan"),
     });
-    expect_counts_exact(server, &filters, "registrations").await;
+    expect_counts_exact(server, &filters, reader, "registrations").await;
 
     let mut slugs = Vec::new();
     for (index, article_tags) in [
@@ -1498,7 +1544,7 @@ async fn check_articles_count_is_exact_for_every_filter(server: &Server) {
         let article = create_article(api, token, &format!("Counted {index}"), article_tags).await;
         slugs.push(article["slug"].as_str().expect("slug").to_owned());
     }
-    expect_counts_exact(server, &filters, "creations").await;
+    expect_counts_exact(server, &filters, reader, "creations").await;
 
     // A list is still one statement.
     let statements = server.statements().await.expect("metrics");
@@ -1525,7 +1571,7 @@ async fn check_articles_count_is_exact_for_every_filter(server: &Server) {
     // Unfavoriting what is not a favorite changes nothing either.
     api.delete(&format!("/articles/{}/favorite", slugs[3]), Some(&fan))
         .await;
-    expect_counts_exact(server, &filters, "favorites").await;
+    expect_counts_exact(server, &filters, reader, "favorites").await;
 
     // Concurrent creations sharing tags (two of them new), favorites and a
     // deletion, all at once.
@@ -1572,7 +1618,7 @@ async fn check_articles_count_is_exact_for_every_filter(server: &Server) {
         let (reply, status) = joined.expect("request task");
         expect(&reply, status, "concurrent write");
     }
-    expect_counts_exact(server, &filters, "concurrent writes").await;
+    expect_counts_exact(server, &filters, reader, "concurrent writes").await;
     let tag_rows_after = server.sql(versions).await.expect("tag row versions");
     let tag_rows_before: Vec<&str> = tag_rows_before.trim().split(',').collect();
     for row in &tag_rows_before {
@@ -1600,7 +1646,7 @@ async fn check_articles_count_is_exact_for_every_filter(server: &Server) {
         )
         .await;
     expect(&reply, 200, "retitle");
-    expect_counts_exact(server, &filters, "deletion and update").await;
+    expect_counts_exact(server, &filters, reader, "deletion and update").await;
 
     // What only SQL does: move rows between keys, delete a tag and a user
     // (cascading to their links, articles and favorites).
@@ -1633,7 +1679,7 @@ async fn check_articles_count_is_exact_for_every_filter(server: &Server) {
         ),
     ] {
         server.sql(statement).await.expect(what);
-        expect_counts_exact(server, &filters, what).await;
+        expect_counts_exact(server, &filters, reader, what).await;
     }
 
     // TRUNCATE empties the counts of what it empties. The transaction is
@@ -1646,7 +1692,7 @@ async fn check_articles_count_is_exact_for_every_filter(server: &Server) {
         .await
         .expect("truncate");
     assert_eq!(after_truncate.trim(), "0", "counts left after TRUNCATE");
-    expect_counts_exact(server, &filters, "a rolled back TRUNCATE").await;
+    expect_counts_exact(server, &filters, reader, "a rolled back TRUNCATE").await;
 }
 
 async fn check_strings_are_stored_exactly(api: &Api) {
