@@ -878,6 +878,51 @@ def reuse_comparison(procs, args, replicas, database_url, postgres_pid, data_dir
     return results
 
 
+def count_triggers(owner_url: str) -> list[tuple[str, str]]:
+    """The triggers that keep articlesCount (migrations/0009): (table, name)."""
+    rows = psql(owner_url, "SELECT tgrelid::regclass || '|' || tgname FROM pg_trigger "
+                           "WHERE tgfoid IN ('count_articles'::regproc, 'count_article_tags'::regproc, "
+                           "'count_favorites'::regproc) ORDER BY 1")
+    return [tuple(line.split("|", 1)) for line in rows.splitlines() if "|" in line]
+
+
+def set_count_triggers(owner_url: str, triggers: list[tuple[str, str]], enabled: bool) -> None:
+    verb = "ENABLE" if enabled else "DISABLE"
+    psql(owner_url, "; ".join(f'ALTER TABLE {table} {verb} TRIGGER "{name}"' for table, name in triggers))
+
+
+def counts_comparison(args, replicas, owner_url, database_url, postgres_pid, data_dir) -> dict:
+    """What keeping articlesCount costs the writes: `create_article` on the
+    stack's first replica with the count triggers on (as deployed) and off,
+    interleaved. Each run's articles are deleted while the triggers are as
+    they were during the run, so the counts stay exact (checked at the end)."""
+    triggers = count_triggers(owner_url)
+    if not triggers:
+        raise RuntimeError("no articlesCount triggers in the database (migrations/0009)")
+    replica = replicas[0]
+    runs: dict[str, list[dict]] = {"kept": [], "not_kept": []}
+    try:
+        for round_number in range(args.compare_rounds):
+            for key, enabled in (("kept", True), ("not_kept", False)):
+                set_count_triggers(owner_url, triggers, enabled)
+                runs[key].append(measured([replica], postgres_pid, None, lambda: run_wrk(
+                    replica.api_url, "create_article", args.compare_connections, args.compare_duration, data_dir)))
+                reset_data(database_url, "create_article")
+            log(f"create_article round {round_number + 1}: kept {runs['kept'][-1]['rps']}, "
+                f"not kept {runs['not_kept'][-1]['rps']}")
+    finally:
+        set_count_triggers(owner_url, triggers, True)
+    exact = psql(owner_url, "SELECT (SELECT coalesce(sum(articles), 0) FROM article_counts "
+                            "WHERE filter_kind = 'all') = (SELECT count(*) FROM articles)").strip() == "t"
+    kept, not_kept = median_run(runs["kept"]), median_run(runs["not_kept"])
+    return {
+        "connections": args.compare_connections, "seconds": args.compare_duration,
+        "rounds": args.compare_rounds, "triggers": [f"{t}.{n}" for t, n in triggers],
+        "kept": kept, "not_kept": not_kept, "counts_exact_after": exact,
+        "ratio": round(kept["rps"] / not_kept["rps"], 2) if not_kept["rps"] else None,
+    }
+
+
 class OtlpSink:
     """`bench otlp-sink`: one counting OTLP receiver per traced replica, in
     one process; the counts are read by writing a line to its stdin."""
@@ -1325,6 +1370,27 @@ def markdown(report: dict) -> str:
             )
         lines.append("")
 
+    counts = report.get("counts")
+    if counts:
+        kept, not_kept = counts["kept"], counts["not_kept"]
+        lines += [
+            "## What keeping `articlesCount` costs article creation",
+            "",
+            f"`create_article` on one replica, called directly; {counts['connections']} connections, "
+            f"{counts['seconds']}s per run, {counts['rounds']} interleaved rounds, median round shown; between runs "
+            f"the triggers that keep the counts (`{'`, `'.join(counts['triggers'])}`) are enabled or disabled. "
+            f"Counts exact after the comparison: {'yes' if counts['counts_exact_after'] else '**no**'}.",
+            "",
+            "| counts | req/s | p99 ms | replica CPU ms/req | PostgreSQL CPU ms/req | req/s each round |",
+            "| --- | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for label, run in (("kept by the triggers (as deployed)", kept), ("not kept (triggers off)", not_kept)):
+            lines.append(
+                f"| {label} | {fmt(run['rps'])} | {fmt(run['latency_ms']['p99'], 1)} "
+                f"| {fmt(run.get('replica_cpu_ms_per_request'), 3)} | {fmt(run.get('postgres_cpu_ms_per_request'), 3)} "
+                f"| {', '.join(fmt(x, 0) for x in run['rounds_rps'])} |"
+            )
+        lines += ["", f"- kept / not kept: **{counts['ratio']}x**", ""]
     tracing = report.get("tracing")
     if tracing:
         lines += [
@@ -1530,6 +1596,8 @@ def main() -> int:
     parser.add_argument("--compare-rounds", type=int, default=3)
     parser.add_argument("--reuse-scenarios", default="",
                         help="Conduit scenarios measured with instance reuse against without (e.g. article)")
+    parser.add_argument("--count-cost", action="store_true",
+                        help="measure create_article with the articlesCount triggers on and off, interleaved")
     parser.add_argument("--reuse-count", type=int, default=1000, help="WASMHOST_MAX_INSTANCE_REUSE of the reuse runs")
     parser.add_argument("--tracing-scenarios", default="",
                         help="Conduit scenarios measured with OpenTelemetry traces off, at 100%% and at 10%% sampling "
@@ -1676,6 +1744,9 @@ def main() -> int:
 
         if args.tracing_scenarios:
             report["tracing"] = tracing_comparison(procs, args, replicas, database_url, postgres_pid, data_dir)
+        if args.count_cost:
+            report["counts"] = counts_comparison(args, replicas, description["owner_database_url"],
+                                                 database_url, postgres_pid, data_dir)
 
         if args.previous:
             report["compare"] = compare_builds(procs, args, work_dir, replicas, database_url, postgres_pid, data_dir)

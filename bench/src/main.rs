@@ -172,6 +172,7 @@ async fn stack(
     let description = serde_json::json!({
         "url": stack.url(),
         "app_database_url": stack.database.app_url,
+        "owner_database_url": stack.database.owner_url,
         "postgres_data_dir": stack.postgres.as_ref().map(|p| p.data_dir.display().to_string()),
         "replicas": stack.replicas.iter().map(|replica| serde_json::json!({
             "name": replica.name(),
