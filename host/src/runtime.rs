@@ -72,12 +72,16 @@ pub struct HostState {
     pub shared: Arc<Shared>,
     /// The current request's deadline: guest code traps once it has passed.
     pub deadline: Instant,
+    /// Whether the current request's trace is sampled: its database work
+    /// gets spans only then.
+    pub traced: bool,
 }
 
 impl HostState {
     /// Prepares the store for a request due by `deadline`.
     pub fn begin_request(&mut self, deadline: Instant) {
         self.deadline = deadline;
+        self.traced = false;
     }
 
     /// Whether a memory or table growth was ever refused in this store.
@@ -435,6 +439,7 @@ impl Runtime {
             component: ctx.clone(),
             shared: self.shared.clone(),
             deadline: Instant::now(),
+            traced: false,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

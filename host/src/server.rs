@@ -277,10 +277,11 @@ impl Server {
         let path = req.uri().path().to_string();
         let matched = self.route(&req);
         let trace = server_span(&req, matched.as_ref(), &id, client);
+        let sampled = telemetry::sampled(&trace);
         let span = tracing::info_span!("request", id = %id.to_str().unwrap_or("-"));
         let _in_flight = self.runtime.shared.metrics.request_started();
         let handled = match self
-            .dispatch(req, matched, client, started)
+            .dispatch(req, matched, client, started, sampled)
             .instrument(span.clone())
             .instrument(trace.clone())
             .await
@@ -340,6 +341,7 @@ impl Server {
         matched: Option<RouteMatch>,
         client: SocketAddr,
         started: Instant,
+        sampled: bool,
     ) -> Result<Handled, Handled> {
         let deadline = started + self.settings.request_timeout;
         let Some(matched) = matched else {
@@ -368,7 +370,14 @@ impl Server {
         let reused = instance.reused();
         let request = guest_request(parts, body, &matched, client);
         let response = self
-            .call(&matched.component, instance, request, admitted, deadline)
+            .call(
+                &matched.component,
+                instance,
+                request,
+                admitted,
+                deadline,
+                sampled,
+            )
             .await;
         Ok(Handled {
             route: matched.raw_route,
@@ -484,8 +493,10 @@ impl Server {
         request: Request<Full<Bytes>>,
         admitted: Admitted,
         deadline: Instant,
+        sampled: bool,
     ) -> Response<HyperOutgoingBody> {
         let mut instance = instance;
+        instance.store.data_mut().traced = sampled;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let prepared = {
             use wasmtime_wasi_http::WasiHttpView;
@@ -502,14 +513,20 @@ impl Server {
             }
         };
         let instances = self.instances.clone();
-        let execution = tracing::info_span!(
-            target: telemetry::TARGET,
-            "execute_wasm_component",
-            otel.name = format!("execute_wasm_component {component}"),
-            otel.status_code = tracing::field::Empty,
-            wasmhost.component = component,
-            wasmhost.instance_reused = instance.reused(),
-        );
+        // Child spans of a trace that is not sampled would be built only to
+        // be dropped: they are not created at all.
+        let execution = if sampled {
+            tracing::info_span!(
+                target: telemetry::TARGET,
+                "execute_wasm_component",
+                otel.name = format!("execute_wasm_component {component}"),
+                otel.status_code = tracing::field::Empty,
+                wasmhost.component = component,
+                wasmhost.instance_reused = instance.reused(),
+            )
+        } else {
+            tracing::Span::none()
+        };
         let failed = execution.clone();
         let guest = tokio::spawn(
             async move {

@@ -219,6 +219,17 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     let _ = span.set_parent(parent);
 }
 
+/// Whether `span` is exported: traces are on and the sampler (or the
+/// caller's `traceparent`) chose this trace.
+pub fn sampled(span: &tracing::Span) -> bool {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if span.is_disabled() {
+        return false;
+    }
+    span.context().span().span_context().is_sampled()
+}
+
 /// The trace id of `span`, as 32 hex digits, for the access log.
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
     use opentelemetry::trace::TraceContextExt as _;

@@ -527,7 +527,7 @@ fn statement_failed(span: &tracing::Span, error: &PgError) {
 
 impl crate::runtime::HostState {
     fn statement_span(&self, handle: &Resource<Connection>, statement: &str) -> tracing::Span {
-        if !tracing::enabled!(target: crate::telemetry::TARGET, tracing::Level::INFO) {
+        if !self.traced {
             return tracing::Span::none();
         }
         match self.table.get(handle) {
@@ -613,18 +613,22 @@ impl pg4::HostConnection for crate::runtime::HostState {
             Ok(pool) => pool,
             Err(e) => return Ok(Err(PgError::ConnectionFailed(format!("{e:#}")))),
         };
-        let wait = tracing::info_span!(
-            target: crate::telemetry::TARGET,
-            "acquire_connection",
-            otel.name = "acquire connection",
-            otel.status_code = tracing::field::Empty,
-            db.system = "postgresql",
-            db.system.name = "postgresql",
-            db.namespace = peer.database.as_str(),
-            db.client.connection.pool.name = peer.label.as_str(),
-            server.address = peer.address.as_str(),
-            server.port = peer.port,
-        );
+        let wait = if !self.traced {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                target: crate::telemetry::TARGET,
+                "acquire_connection",
+                otel.name = "acquire connection",
+                otel.status_code = tracing::field::Empty,
+                db.system = "postgresql",
+                db.system.name = "postgresql",
+                db.namespace = peer.database.as_str(),
+                db.client.connection.pool.name = peer.label.as_str(),
+                server.address = peer.address.as_str(),
+                server.port = peer.port,
+            )
+        };
         let client = match pool.get().instrument(wait.clone()).await {
             Ok(client) => client,
             Err(e) => {

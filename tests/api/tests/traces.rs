@@ -241,3 +241,36 @@ async fn no_endpoint_no_traces() {
         "the host sent traces without an endpoint"
     );
 }
+
+/// A caller that decided not to sample (`traceparent` flags `00`) gets no
+/// span from the replica, while the next, sampled, request is exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsampled_caller_gets_no_spans() {
+    const UNSAMPLED: &str = "0af7651916cd43dd8448eb211c80319c";
+    let receiver = Receiver::http("127.0.0.1:0".parse().unwrap(), Keep::Spans)
+        .await
+        .unwrap();
+    let server = Server::start_with_env(receiver.env()).await.unwrap();
+    let (token, slug) = register_and_publish(&server, "unsampled").await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/articles/{slug}", server.api.base))
+        .header("authorization", format!("Token {token}"))
+        .header("traceparent", format!("00-{UNSAMPLED}-{CALLER_SPAN}-00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    read_traced(&server, &token, &slug).await;
+    let spans = receiver
+        .wait_for(Duration::from_secs(30), |spans| {
+            spans
+                .iter()
+                .any(|s| s.trace_id() == TRACE_ID && s.attribute("db.query.text").is_some())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\nhost log:\n{}", server.log()));
+    assert!(
+        !spans.iter().any(|s| s.trace_id() == UNSAMPLED),
+        "spans of an unsampled trace were exported"
+    );
+}
