@@ -151,25 +151,34 @@ impl TraceService for Grpc {
 impl Receiver {
     /// An `http/protobuf` receiver on `addr` (port 0: any free port).
     pub async fn http(addr: SocketAddr, keep: Keep) -> Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let addr = listener.local_addr()?;
-        let store = Arc::new(Store {
-            keep_spans: keep == Keep::Spans,
-            ..Store::default()
-        });
-        let task = tokio::spawn(serve_http(listener, store.clone()));
-        Ok(Receiver {
-            addr,
-            protocol: "http/protobuf",
-            store,
-            task,
+        Self::start(addr, keep, "http/protobuf", |listener, store| {
+            tokio::spawn(serve_http(listener, store))
         })
+        .await
     }
 
     /// A `grpc` receiver on `addr` (port 0: any free port).
     pub async fn grpc(addr: SocketAddr, keep: Keep) -> Result<Self> {
+        Self::start(addr, keep, "grpc", |listener, store| {
+            let service = TraceServiceServer::new(Grpc(store));
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            tokio::spawn(async move {
+                let _ = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(incoming)
+                    .await;
+            })
+        })
+        .await
+    }
+
+    /// Listens on `addr` and serves `protocol` there with `serve`.
+    async fn start(
+        addr: SocketAddr,
+        keep: Keep,
+        protocol: &'static str,
+        serve: impl FnOnce(TcpListener, Arc<Store>) -> tokio::task::JoinHandle<()>,
+    ) -> Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -178,17 +187,10 @@ impl Receiver {
             keep_spans: keep == Keep::Spans,
             ..Store::default()
         });
-        let service = TraceServiceServer::new(Grpc(store.clone()));
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(incoming)
-                .await;
-        });
+        let task = serve(listener, store.clone());
         Ok(Receiver {
             addr,
-            protocol: "grpc",
+            protocol,
             store,
             task,
         })
