@@ -840,12 +840,15 @@ def reset_data(database_url: str, scenario: str) -> None:
 
 
 def interleaved(replicas: dict[str, Replica], scenario: str, connections: int, duration: int, rounds: int,
-                data_dir: Path, postgres_pid, database_url: str, after_run=None) -> dict[str, dict]:
+                data_dir: Path, postgres_pid, database_url: str, after_run=None, before_run=None) -> dict[str, dict]:
     """Each replica in turn, `rounds` times; the median round of each.
-    `after_run(key)` is called after each run, before its data is reset."""
+    `before_run(key)` is called before each run; `after_run(key)` after it,
+    before its data is reset."""
     runs: dict[str, list[dict]] = {key: [] for key in replicas}
     for round_number in range(rounds):
         for key, replica in replicas.items():
+            if before_run:
+                before_run(key)
             runs[key].append(measured([replica], postgres_pid, None,
                                       lambda: run_wrk(replica.api_url, scenario, connections, duration, data_dir)))
             if after_run:
@@ -900,21 +903,15 @@ def counts_comparison(args, replicas, owner_url, database_url, postgres_pid, dat
     if not triggers:
         raise RuntimeError("no articlesCount triggers in the database (migrations/0009)")
     replica = replicas[0]
-    runs: dict[str, list[dict]] = {"kept": [], "not_kept": []}
     try:
-        for round_number in range(args.compare_rounds):
-            for key, enabled in (("kept", True), ("not_kept", False)):
-                set_count_triggers(owner_url, triggers, enabled)
-                runs[key].append(measured([replica], postgres_pid, None, lambda: run_wrk(
-                    replica.api_url, "create_article", args.compare_connections, args.compare_duration, data_dir)))
-                reset_data(database_url, "create_article")
-            log(f"create_article round {round_number + 1}: kept {runs['kept'][-1]['rps']}, "
-                f"not kept {runs['not_kept'][-1]['rps']}")
+        medians = interleaved({"kept": replica, "not_kept": replica}, "create_article", args.compare_connections,
+                              args.compare_duration, args.compare_rounds, data_dir, postgres_pid, database_url,
+                              before_run=lambda key: set_count_triggers(owner_url, triggers, key == "kept"))
     finally:
         set_count_triggers(owner_url, triggers, True)
     exact = psql(owner_url, "SELECT (SELECT coalesce(sum(articles), 0) FROM article_counts "
                             "WHERE filter_kind = 'all') = (SELECT count(*) FROM articles)").strip() == "t"
-    kept, not_kept = median_run(runs["kept"]), median_run(runs["not_kept"])
+    kept, not_kept = medians["kept"], medians["not_kept"]
     return {
         "connections": args.compare_connections, "seconds": args.compare_duration,
         "rounds": args.compare_rounds, "triggers": [f"{t}.{n}" for t, n in triggers],
