@@ -3,7 +3,10 @@
 //! which beat trailing `/...` wildcards, and longer prefixes beat shorter.
 //! The match also yields the `spin-*` request headers `spin-sdk` reads.
 
+use std::sync::Arc;
+
 use anyhow::{Result, anyhow};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::manifest::HttpTrigger;
 
@@ -12,6 +15,26 @@ struct Handler {
     component: String,
     /// The route as written in the manifest.
     raw_route: String,
+    headers: Arc<RouteHeaders>,
+}
+
+/// The `spin-*` header values that depend on the route alone, made once.
+#[derive(Debug, PartialEq, Eq)]
+struct RouteHeaders {
+    /// The route as written (`spin-matched-route`, `spin-raw-component-route`).
+    raw_route: HeaderValue,
+    /// The route without its `/...` suffix (`spin-component-route`).
+    prefix: HeaderValue,
+}
+
+/// A `spin-*` header and its `x-*` alias.
+macro_rules! spin_header {
+    ($name:literal) => {
+        (
+            HeaderName::from_static(concat!("spin-", $name)),
+            HeaderName::from_static(concat!("x-", $name)),
+        )
+    };
 }
 
 pub struct Router {
@@ -28,6 +51,20 @@ pub struct RouteMatch {
     pub path_info: String,
     /// `:name` parameters in route order.
     pub params: Vec<(String, String)>,
+    headers: Arc<RouteHeaders>,
+}
+
+impl RouteHeaders {
+    fn new(route: &str) -> Result<Self> {
+        let value = |v: &str| {
+            HeaderValue::from_str(v)
+                .map_err(|_| anyhow!("route `{route}` is not a valid header value"))
+        };
+        Ok(RouteHeaders {
+            raw_route: value(route)?,
+            prefix: value(route.strip_suffix("/...").unwrap_or(route))?,
+        })
+    }
 }
 
 impl Router {
@@ -49,6 +86,7 @@ impl Router {
                     Handler {
                         component: trigger.component.clone(),
                         raw_route: trigger.route.clone(),
+                        headers: Arc::new(RouteHeaders::new(&trigger.route)?),
                     },
                 )
                 .map_err(|e| anyhow!("invalid route `{}`: {e}", trigger.route))?;
@@ -78,37 +116,44 @@ impl Router {
             raw_route: handler.raw_route.clone(),
             path_info,
             params,
+            headers: handler.headers.clone(),
         })
     }
 }
 
 impl RouteMatch {
-    /// The route without its `/...` suffix.
-    pub fn route_prefix(&self) -> &str {
-        self.raw_route
-            .strip_suffix("/...")
-            .unwrap_or(&self.raw_route)
-    }
-
-    /// Headers Spin sets on every request it hands to a component, under
-    /// their `spin-` names and the `x-` aliases.
-    pub fn spin_headers(&self, full_url: &str, client_addr: &str) -> Vec<(String, String)> {
-        let mut out = Vec::with_capacity(16);
-        let mut both = |name: &str, value: &str| {
-            out.push((format!("spin-{name}"), value.to_string()));
-            out.push((format!("x-{name}"), value.to_string()));
+    /// Sets the headers Spin sets on every request it hands to a component,
+    /// under their `spin-` names and the `x-` aliases. A value that cannot be
+    /// a header (a control character in the URL) leaves its header out.
+    pub fn insert_spin_headers(&self, headers: &mut HeaderMap, full_url: &str, client_addr: &str) {
+        let mut both = |(spin, x): (HeaderName, HeaderName), value: HeaderValue| {
+            headers.insert(spin, value.clone());
+            headers.insert(x, value);
         };
-        both("full-url", full_url);
-        both("matched-route", &self.raw_route);
-        both("base-path", "/");
-        both("raw-component-route", &self.raw_route);
-        both("component-route", self.route_prefix());
-        both("client-addr", client_addr);
-        for (name, value) in &self.params {
-            both(&format!("path-match-{}", name.to_ascii_lowercase()), value);
+        if let Ok(url) = HeaderValue::from_str(full_url) {
+            both(spin_header!("full-url"), url);
         }
-        out.push(("spin-path-info".to_string(), self.path_info.clone()));
-        out
+        let route = &self.headers;
+        both(spin_header!("matched-route"), route.raw_route.clone());
+        both(spin_header!("base-path"), HeaderValue::from_static("/"));
+        both(spin_header!("raw-component-route"), route.raw_route.clone());
+        both(spin_header!("component-route"), route.prefix.clone());
+        if let Ok(client) = HeaderValue::from_str(client_addr) {
+            both(spin_header!("client-addr"), client);
+        }
+        for (name, value) in &self.params {
+            let name = name.to_ascii_lowercase();
+            if let (Ok(spin), Ok(x), Ok(value)) = (
+                HeaderName::from_bytes(format!("spin-path-match-{name}").as_bytes()),
+                HeaderName::from_bytes(format!("x-path-match-{name}").as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                both((spin, x), value);
+            }
+        }
+        if let Ok(info) = HeaderValue::from_str(&self.path_info) {
+            headers.insert(HeaderName::from_static("spin-path-info"), info);
+        }
     }
 }
 
@@ -161,19 +206,18 @@ mod tests {
     fn headers_include_aliases_and_parameters() {
         let r = router(&[("/items/:id/...", "items")]);
         let m = r.route("/items/42/x").unwrap();
-        let headers = m.spin_headers("http://h/items/42/x", "127.0.0.1:9");
-        let get = |k: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.as_str())
-        };
+        let mut headers = HeaderMap::new();
+        m.insert_spin_headers(&mut headers, "http://h/items/42/x", "127.0.0.1:9");
+        let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
         assert_eq!(get("spin-path-match-id"), Some("42"));
         assert_eq!(get("x-path-match-id"), Some("42"));
         assert_eq!(get("spin-path-info"), Some("/x"));
         assert_eq!(get("spin-component-route"), Some("/items/:id"));
         assert_eq!(get("x-raw-component-route"), Some("/items/:id/..."));
         assert_eq!(get("spin-full-url"), Some("http://h/items/42/x"));
+        assert_eq!(get("spin-client-addr"), Some("127.0.0.1:9"));
+        assert_eq!(get("x-base-path"), Some("/"));
+        assert_eq!(headers.len(), 15);
     }
 
     #[test]

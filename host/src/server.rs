@@ -17,6 +17,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -236,8 +237,9 @@ fn request_id(req: &Request<Incoming>) -> HeaderValue {
         })
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .unwrap_or(HeaderValue::from_static("invalid"))
+            let mut buffer = uuid::Uuid::encode_buffer();
+            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("invalid"))
         })
 }
 
@@ -481,11 +483,12 @@ impl Server {
             })
     }
 
-    /// Steps 5 and 6: calls the guest's handler in a task of its own (it may
-    /// keep streaming the body after the response's headers are out) and
-    /// answers with its response, or with the error that stopped it. The
-    /// task gives the instance back when the handler has returned, and holds
-    /// the admission slots until then.
+    /// Steps 5 and 6: calls the guest's handler and answers with its
+    /// response, or with the error that stopped it. The handler runs in the
+    /// connection's own task ([`GuestCall`]): until it sets its response
+    /// here, then while hyper writes the body (it may keep streaming after
+    /// the headers are out). When it returns, it gives the instance back and
+    /// releases the admission slots.
     async fn call(
         &self,
         component: &str,
@@ -497,7 +500,7 @@ impl Server {
     ) -> Response<HyperOutgoingBody> {
         let mut instance = instance;
         instance.store.data_mut().traced = sampled;
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let prepared = {
             use wasmtime_wasi_http::WasiHttpView;
             let mut http = instance.store.data_mut().http();
@@ -528,7 +531,7 @@ impl Server {
             tracing::Span::none()
         };
         let failed = execution.clone();
-        let guest = tokio::spawn(
+        let mut guest = GuestCall::new(
             async move {
                 let _admitted = admitted;
                 let Instance { store, proxy, .. } = &mut instance;
@@ -554,95 +557,140 @@ impl Server {
             .instrument(execution)
             .in_current_span(),
         );
-        match receiver.await {
-            Ok(Ok(response)) => with_first_frame(response).await,
-            Ok(Err(code)) => {
+        // Run the handler until it has set its response, or has ended
+        // without one.
+        let mut ended = None;
+        let answer = std::future::poll_fn(|cx| {
+            if let Poll::Ready(Some(result)) = guest.poll_end(cx) {
+                ended = Some(result);
+            }
+            match std::pin::Pin::new(&mut receiver).poll(cx) {
+                Poll::Ready(answer) => Poll::Ready(answer.ok()),
+                Poll::Pending if guest.has_ended() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await;
+        match answer {
+            Some(Ok(response)) => {
+                let (parts, body) = response.into_parts();
+                let body = Driven { body, guest };
+                Response::from_parts(parts, body.boxed_unsync())
+            }
+            Some(Err(code)) => {
                 tracing::error!(error = ?code, "component returned an error instead of a response");
                 internal_error()
             }
-            // The guest ended without setting a response.
-            Err(_) => match guest.await {
-                Ok(Err(e)) if is_deadline(&e) => {
-                    self.runtime.shared.metrics.rejected("deadline");
-                    tracing::warn!("component exceeded the request deadline");
-                    json_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "server",
-                        "the request took too long and was cancelled",
-                    )
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "component failed");
-                    internal_error()
-                }
-                Ok(Ok(())) => {
-                    tracing::error!("component returned without sending a response");
-                    internal_error()
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "component task failed");
-                    internal_error()
-                }
+            // The guest ended (or is ending) without setting a response.
+            None => match ended {
+                Some(result) => self.failure(result),
+                None => self.failure(guest.end().await),
             },
         }
     }
+
+    /// The answer for a handler that ended without setting a response.
+    fn failure(&self, result: wasmtime::Result<()>) -> Response<HyperOutgoingBody> {
+        match result {
+            Err(e) if is_deadline(&e) => {
+                self.runtime.shared.metrics.rejected("deadline");
+                tracing::warn!("component exceeded the request deadline");
+                json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server",
+                    "the request took too long and was cancelled",
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "component failed");
+                internal_error()
+            }
+            Ok(()) => {
+                tracing::error!("component returned without sending a response");
+                internal_error()
+            }
+        }
+    }
 }
 
-/// How long a guest's response headers wait for the first piece of its body.
-const FIRST_FRAME_WAIT: Duration = Duration::from_millis(2);
+type GuestFuture = std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<()>> + Send>>;
 
-/// Waits (briefly) for the first frame of the guest's body before the
-/// response goes to hyper. A guest sets its response, then writes the body:
-/// handed over at once, the headers would leave in one write and the body in
-/// another, a moment later. With the first frame ready (for most responses,
-/// the whole body) both leave in one write. A guest that streams slowly
-/// gets its headers out after [`FIRST_FRAME_WAIT`] as before.
-async fn with_first_frame(response: Response<HyperOutgoingBody>) -> Response<HyperOutgoingBody> {
-    let (parts, mut body) = response.into_parts();
-    let first = match tokio::time::timeout(FIRST_FRAME_WAIT, body.frame()).await {
-        Ok(Some(first)) => Some(first),
-        // The body ended without data, or it is not ready yet.
-        Ok(None) | Err(_) => None,
-    };
-    Response::from_parts(parts, Prefixed { first, rest: body }.boxed_unsync())
+/// A guest's handler call, polled by the task that serves its connection,
+/// so a request's work stays on one thread and wakes no other (a task of
+/// its own per request cost a spawn, a cross-thread wake-up and a timer).
+/// Dropped before the handler ended (the client went away, or hyper has
+/// written the body's declared length), the rest of the call runs in a task
+/// of its own: a handler always runs to its end, so its instance is given
+/// back, or dropped, by what happened to it.
+struct GuestCall(Option<GuestFuture>);
+
+impl GuestCall {
+    fn new(call: impl Future<Output = wasmtime::Result<()>> + Send + 'static) -> Self {
+        GuestCall(Some(Box::pin(call)))
+    }
+
+    fn has_ended(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Runs the call on; `Ready(Some)` once, when it ends.
+    fn poll_end(&mut self, cx: &mut Context<'_>) -> Poll<Option<wasmtime::Result<()>>> {
+        let Some(call) = self.0.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let result = std::task::ready!(call.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(Some(result))
+    }
+
+    /// Waits for the call's end (`Ok` if it had already ended).
+    async fn end(mut self) -> wasmtime::Result<()> {
+        std::future::poll_fn(|cx| self.poll_end(cx))
+            .await
+            .unwrap_or(Ok(()))
+    }
 }
 
-/// A body with its first frame already read.
-struct Prefixed {
-    first: Option<Result<hyper::body::Frame<Bytes>, wasmtime_wasi_http::Error>>,
-    rest: HyperOutgoingBody,
+impl Drop for GuestCall {
+    fn drop(&mut self) {
+        if let Some(rest) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(rest);
+        }
+    }
 }
 
-impl hyper::body::Body for Prefixed {
+/// The guest's response body, which also runs its handler on: whatever the
+/// handler writes while hyper polls is sent in the same pass (for most
+/// responses, the headers and the whole body in one write). The body ends
+/// when the handler finishes it; a handler still running then goes on in a
+/// task of its own ([`GuestCall`]).
+struct Driven {
+    body: HyperOutgoingBody,
+    guest: GuestCall,
+}
+
+impl hyper::body::Body for Driven {
     type Data = Bytes;
-    type Error = wasmtime_wasi_http::Error;
+    type Error = <HyperOutgoingBody as hyper::body::Body>::Error;
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        if let Some(first) = self.first.take() {
-            return std::task::Poll::Ready(Some(first));
-        }
-        std::pin::Pin::new(&mut self.rest).poll_frame(cx)
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        // The handler's outcome is the instance's business (see `call`).
+        let _ = this.guest.poll_end(cx);
+        std::pin::Pin::new(&mut this.body).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.rest.is_end_stream()
+        self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        let rest = self.rest.size_hint();
-        let first = match &self.first {
-            Some(Ok(frame)) => frame.data_ref().map_or(0, |d| d.len() as u64),
-            _ => 0,
-        };
-        let mut hint = hyper::body::SizeHint::new();
-        hint.set_lower(rest.lower() + first);
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper + first);
-        }
-        hint
+        self.body.size_hint()
     }
 }
 
@@ -667,14 +715,7 @@ fn guest_request(
         .unwrap_or("/")
         .to_string();
     let full_url = format!("http://{host}{path_and_query}");
-    for (name, value) in matched.spin_headers(&full_url, &client.to_string()) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            parts.headers.insert(name, value);
-        }
-    }
+    matched.insert_spin_headers(&mut parts.headers, &full_url, &client.to_string());
     if !parts.headers.contains_key(http::header::HOST) {
         parts
             .headers

@@ -841,3 +841,30 @@ async fn a_client_writing_a_12_mb_body_before_reading_gets_the_413() {
         assert!(answer.contains("request body exceeds"), "{answer:.400}");
     }
 }
+
+/// The guest runs in the task serving its connection. A client that goes
+/// away mid-request does not cut its handler short: the handler runs to its
+/// end and gives its instance back (with reuse off, dropped as `reuse_off`),
+/// and the admission slot it held is released.
+#[tokio::test]
+async fn a_client_leaving_mid_request_does_not_cut_the_handler_short() {
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, |c| c.arg("--max-concurrency").arg("1")).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .expect("client");
+    let gone = impatient
+        .get(format!("{}/sleep?ms=800", host.base))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client should have given up: {gone:?}");
+    let dropped = "wasmhost_instances_dropped_total{reason=\"reuse_off\"} 1";
+    let metrics = host.metrics().await.unwrap();
+    assert!(!metrics.contains(dropped), "still sleeping: {metrics}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let metrics = host.metrics().await.unwrap();
+    assert!(metrics.contains(dropped), "{metrics}");
+    // The one guest slot is free again.
+    assert_eq!(get(format!("{}/hello", host.base)).await.0, 200);
+}
