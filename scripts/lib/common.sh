@@ -77,10 +77,15 @@ ensure_docs_assets() {
     fi
 }
 
-# The same build commands as docker/Dockerfile and spin.toml.
+# The components as docker/Dockerfile and spin.toml build them; the host
+# and devstack as the test command and bench/run build them. Cargo unifies
+# the features of shared dependencies over the packages it builds, so
+# `-p host -p devstack` alone would compile wasmtime a second time beside
+# the workspace's test build: one build serves the stack, the tests and the
+# benchmarks.
 build_all() {
     say "building the components"
     cargo build --release --target wasm32-wasip2 -p conduit -p docs
-    say "building the host"
-    cargo build --release -p host -p devstack
+    say "building the host (with the workspace's tests: one build for all)"
+    cargo test --release --workspace --no-run --quiet
 }
