@@ -7,9 +7,6 @@
 //!   PostgreSQL cluster, N wasmhost replicas, nginx with the project's config),
 //!   described as one JSON line on stdout for the driver, kept up until stdin
 //!   closes or SIGINT/SIGTERM arrives.
-//! - `argon2`: the password hash the Conduit component computes at every
-//!   login (argon2id, m=19 MiB, t=2, p=1, the same crate), timed natively:
-//!   the floor the component's hash is compared against.
 //! - `otlp-sink`: where traced replicas send their spans: one OTLP receiver
 //!   (`devstack::otlp`, counting only) per `--listen` address, so that each
 //!   replica's spans are counted apart; the counts are printed as JSON
@@ -60,11 +57,6 @@ enum Command {
         #[arg(long = "env")]
         replica_env: Vec<String>,
     },
-    /// Time the login's argon2id hash natively; prints JSON (milliseconds)
-    Argon2 {
-        #[arg(long, default_value_t = 50)]
-        iterations: usize,
-    },
     /// Count the spans OTLP exporters send (http/protobuf). Prints the
     /// receivers' endpoints as one JSON line, then their counts as one JSON
     /// line for every line read on stdin, and once more when stdin closes or
@@ -83,7 +75,6 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Argon2 { iterations } => argon2_native(iterations),
         Command::NativeHello { listen } => runtime.block_on(native_hello(listen)),
         Command::Stack {
             root,
@@ -93,36 +84,6 @@ fn main() -> Result<()> {
         } => runtime.block_on(stack(root, state_dir, replicas, replica_env)),
         Command::OtlpSink { listen } => runtime.block_on(otlp_sink(listen)),
     }
-}
-
-/// Hashes a password `iterations` times with the component's parameters
-/// (components/conduit/src/auth.rs) and prints the median and best time per
-/// hash, each hash with a fresh salt and a fresh memory block, as at a login.
-fn argon2_native(iterations: usize) -> Result<()> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    use argon2::{Algorithm, Argon2, Params, Version};
-    let params = Params::new(19 * 1024, 2, 1, None).map_err(|error| anyhow::anyhow!("{error}"))?;
-    let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let mut millis = Vec::with_capacity(iterations);
-    for round in 0..iterations.max(1) {
-        let salt = SaltString::encode_b64(&(round as u64).to_le_bytes().repeat(2))
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
-        let started = std::time::Instant::now();
-        let hash = hasher
-            .hash_password(b"benchmark-password", &salt)
-            .map_err(|error| anyhow::anyhow!("{error}"))?;
-        millis.push(started.elapsed().as_secs_f64() * 1000.0);
-        std::hint::black_box(hash);
-    }
-    millis.sort_by(f64::total_cmp);
-    let report = serde_json::json!({
-        "iterations": millis.len(),
-        "median_ms": millis[millis.len() / 2],
-        "min_ms": millis[0],
-        "params": "argon2id m=19456 t=2 p=1",
-    });
-    println!("{report}");
-    Ok(())
 }
 
 async fn native_hello(listen: SocketAddr) -> Result<()> {
