@@ -20,6 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 RENDERED_DIR = pathlib.Path(os.environ.get("K8S_RENDERED_DIR", ".cache/k8s/rendered"))
 SPINKUBE_CRD_DIR = os.environ.get("SPINKUBE_CRD_DIR", "../shared/spinkube")
 PROMETHEUS_CRD_DIR = os.environ.get("PROMETHEUS_CRD_DIR", str(ROOT / "k8s/crds/prometheus-operator"))
+CERT_MANAGER_CRD_DIR = os.environ.get("CERT_MANAGER_CRD_DIR", str(ROOT / "k8s/crds/cert-manager"))
 ALERTS = ROOT / "observability/prometheus/alerts.yml"
 
 # Traces as k8s/helm/conduit/ci/{observability,spinkube-telemetry}-values.yaml set them.
@@ -41,28 +42,72 @@ TRACES_OUTSIDE = dict(
     peer={"ipBlock": {"cidr": "203.0.113.0/24"}},
 )
 
+STAGING = "letsencrypt-staging"
+PRODUCTION = "letsencrypt-production"
+
 # What each rendered output must contain. replicas=None: the HPA owns the
 # replica count, so the workload must not set one. traces: where the API
 # sends traces (None: nowhere); monitoring: PodMonitor and PrometheusRule.
+# issuer: the cert-manager ClusterIssuer of the Ingresses' certificate (None:
+# a Secret kept by the user); cluster_issuer: the output creates it too.
 VARIANTS = {
-    "kustomize-dev": dict(runtime="container", database="internal", replicas=1, autoscaling=False),
-    "kustomize-prod": dict(runtime="container", database="internal", replicas=None, autoscaling=True),
-    "kustomize-prod-external-db": dict(runtime="container", database="external", replicas=None, autoscaling=True),
-    "kustomize-spinkube-dev": dict(runtime="spinkube", database="internal", replicas=1, autoscaling=False),
-    "kustomize-spinkube-prod": dict(runtime="spinkube", database="internal", replicas=None, autoscaling=True),
-    "helm-default": dict(runtime="container", database="internal", replicas=1, autoscaling=False),
-    "helm-spinkube": dict(runtime="spinkube", database="internal", replicas=1, autoscaling=False),
-    "helm-container-ha": dict(runtime="container", database="internal", replicas=None, autoscaling=True),
-    "helm-spinkube-ha": dict(runtime="spinkube", database="internal", replicas=None, autoscaling=True),
-    "helm-external-db": dict(runtime="container", database="external", replicas=None, autoscaling=True),
+    "kustomize-dev": dict(
+        runtime="container", database="internal", replicas=1, autoscaling=False, issuer=STAGING,
+    ),
+    "kustomize-prod": dict(
+        runtime="container", database="internal", replicas=None, autoscaling=True, issuer=PRODUCTION,
+    ),
+    "kustomize-prod-external-db": dict(
+        runtime="container", database="external", replicas=None, autoscaling=True, issuer=PRODUCTION,
+    ),
+    "kustomize-spinkube-dev": dict(
+        runtime="spinkube", database="internal", replicas=1, autoscaling=False, issuer=STAGING,
+    ),
+    "kustomize-spinkube-prod": dict(
+        runtime="spinkube", database="internal", replicas=None, autoscaling=True, issuer=PRODUCTION,
+    ),
+    "helm-default": dict(
+        runtime="container", database="internal", replicas=1, autoscaling=False,
+        issuer=STAGING, cluster_issuer=True,
+    ),
+    "helm-spinkube": dict(
+        runtime="spinkube", database="internal", replicas=1, autoscaling=False,
+        issuer=STAGING, cluster_issuer=True,
+    ),
+    "helm-container-ha": dict(
+        runtime="container", database="internal", replicas=None, autoscaling=True,
+        issuer=PRODUCTION, cluster_issuer=True,
+    ),
+    "helm-spinkube-ha": dict(
+        runtime="spinkube", database="internal", replicas=None, autoscaling=True,
+        issuer=PRODUCTION, cluster_issuer=True,
+    ),
+    "helm-external-db": dict(
+        runtime="container", database="external", replicas=None, autoscaling=True, issuer=PRODUCTION,
+    ),
     "helm-observability": dict(
         runtime="container", database="internal", replicas=1, autoscaling=False,
-        traces=TRACES_IN_CLUSTER, monitoring=True,
+        traces=TRACES_IN_CLUSTER, monitoring=True, issuer=STAGING, cluster_issuer=True,
     ),
     "helm-spinkube-telemetry": dict(
         runtime="spinkube", database="internal", replicas=1, autoscaling=False, traces=TRACES_OUTSIDE,
+        issuer=STAGING, cluster_issuer=True,
+    ),
+    "helm-tls-existing-secret": dict(
+        runtime="container", database="internal", replicas=1, autoscaling=False, issuer=None,
     ),
 }
+# k8s/cluster-issuers, rendered on its own: applied once per cluster, not
+# with an application overlay.
+CLUSTER_ISSUERS = "kustomize-cluster-issuers"
+ACME_SERVERS = {
+    STAGING: "https://acme-staging-v02.api.letsencrypt.org/directory",
+    PRODUCTION: "https://acme-v02.api.letsencrypt.org/directory",
+}
+# Where the external database's CA bundle reaches wasmhost: the directory of
+# sslrootcert in the URLs (terraform/modules/rds builds them with this path).
+DB_CA_CONFIGMAP = "rds-ca-bundle"
+DB_CA_DIR = "/etc/conduit/db-ca"
 # Prometheus Operator objects need its CRDs in the cluster: the chart offers
 # them as opt-ins, and Kustomize users render them from the chart.
 CHART_ONLY_KINDS = {("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
@@ -306,12 +351,10 @@ def test_images_are_pinned(variant):
 
 def test_helm_chart_installs_nothing_the_overlays_do_not():
     def kinds(prefix):
-        return {
-            (doc["apiVersion"], doc["kind"])
-            for variant in VARIANTS
-            if variant.startswith(prefix)
-            for doc in load(variant)
-        }
+        variants = [variant for variant in VARIANTS if variant.startswith(prefix)]
+        if prefix == "kustomize-":
+            variants.append(CLUSTER_ISSUERS)
+        return {(doc["apiVersion"], doc["kind"]) for variant in variants for doc in load(variant)}
 
     extra = kinds("helm-") - kinds("kustomize-") - CHART_ONLY_KINDS
     assert not extra, f"the Helm chart installs kinds no overlay does: {sorted(extra)}"
@@ -346,6 +389,20 @@ def test_strict_validators_reject_unknown_fields_and_wrong_types():
     wrong_type = copy.deepcopy(rule)
     wrong_type["spec"]["groups"][0]["rules"][0]["for"] = "a minute"
     assert crd_schema.errors_of(validators, wrong_type)
+
+    validators = crd_schema.load_validators(CERT_MANAGER_CRD_DIR)
+    (certificate,) = of_kind(load("kustomize-prod"), "Certificate")
+    issuers = of_kind(load(CLUSTER_ISSUERS), "ClusterIssuer")
+    assert issuers and all(crd_schema.errors_of(validators, doc) == [] for doc in (certificate, *issuers))
+    misspelt = copy.deepcopy(certificate)
+    misspelt["spec"]["dnsName"] = misspelt["spec"].pop("dnsNames")
+    assert crd_schema.errors_of(validators, misspelt)
+    wrong_type = copy.deepcopy(certificate)
+    wrong_type["spec"]["privateKey"]["size"] = "large"
+    assert crd_schema.errors_of(validators, wrong_type)
+    misspelt = copy.deepcopy(issuers[0])
+    misspelt["spec"]["acme"]["solvers"][0]["http01"]["ingress"]["ingressClass"] = "nginx"
+    assert crd_schema.errors_of(validators, misspelt)
 
 
 def test_every_skipped_checkov_check_is_justified(variant):
@@ -423,3 +480,124 @@ def test_traces_go_only_to_the_configured_collector(variant):
     assert egress["egress"] == [
         {"to": [traces["peer"]], "ports": [{"protocol": "TCP", "port": traces["port"]}]}
     ], f"{name}: the API may send traces elsewhere than the collector"
+
+
+# --- HTTPS at the entry point ------------------------------------------------
+
+
+def ingress_hosts(ingress):
+    return [rule.get("host") for rule in ingress["spec"]["rules"]]
+
+
+def test_every_ingress_serves_only_https_for_its_host(variant):
+    # Each Ingress names its host, serves that host's certificate from one
+    # Secret, and sends plain HTTP to HTTPS (ssl-redirect, and
+    # force-ssl-redirect before the certificate exists). HSTS is the
+    # controller's ConfigMap setting; snippets are off in ingress-nginx.
+    name, _, docs = variant
+    ingresses = of_kind(docs, "Ingress")
+    assert ingresses, f"{name}: no Ingress"
+    secrets = set()
+    for ingress in ingresses:
+        where = f"{name}: Ingress/{ingress['metadata']['name']}"
+        hosts = ingress_hosts(ingress)
+        assert all(hosts), f"{where} answers any host name; a certificate needs one"
+        entries = ingress["spec"].get("tls", [])
+        assert len(entries) == 1, f"{where} has {len(entries)} tls entries"
+        assert entries[0]["hosts"] == hosts, f"{where}: tls hosts {entries[0]['hosts']} differ from the rules' {hosts}"
+        secrets.add(entries[0].get("secretName"))
+        annotations = ingress["metadata"].get("annotations", {})
+        for redirect in ("ssl-redirect", "force-ssl-redirect"):
+            assert annotations.get(f"nginx.ingress.kubernetes.io/{redirect}") == "true", f"{where}: no {redirect}"
+        assert not [key for key in annotations if key.endswith("-snippet")], f"{where} uses a snippet annotation"
+    assert len(secrets) == 1 and None not in secrets, f"{name}: the Ingresses serve different certificates {secrets}"
+    assert len({host for ingress in ingresses for host in ingress_hosts(ingress)}) == 1, f"{name}: several hosts"
+
+
+def test_the_certificate_comes_from_cert_manager_through_the_expected_issuer(variant):
+    name, expected, docs = variant
+    certificates = of_kind(docs, "Certificate")
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in of_kind(docs, "NetworkPolicy")}
+    ingresses = of_kind(docs, "Ingress")
+    secret = ingresses[0]["spec"]["tls"][0]["secretName"]
+    if expected["issuer"] is None:
+        assert not certificates and not of_kind(docs, "ClusterIssuer"), f"{name}: cert-manager objects for a user's Secret"
+        assert "acme-http01-solver-from-ingress" not in policies, f"{name}: solver admitted without ACME"
+        return
+    (certificate,) = certificates
+    spec = certificate["spec"]
+    assert spec["secretName"] == secret, f"{name}: the Certificate fills {spec['secretName']}, the Ingresses serve {secret}"
+    assert spec["dnsNames"] == ingress_hosts(ingresses[0]), f"{name}: the certificate is for {spec['dnsNames']}"
+    assert spec["issuerRef"] == {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": expected["issuer"]}, (
+        f"{name}: issuer {spec['issuerRef']}"
+    )
+    # No ingress-shim annotation besides: it would make each Ingress claim the Certificate too.
+    for ingress in ingresses:
+        annotations = ingress["metadata"].get("annotations", {})
+        assert not [key for key in annotations if key.startswith("cert-manager.io/")], f"{name}: ingress-shim"
+    # Let's Encrypt's HTTP-01 request reaches the solver pod past the default deny, from ingress-nginx only.
+    assert policies.get("acme-http01-solver-from-ingress") == {
+        "podSelector": {"matchLabels": {"acme.cert-manager.io/http01-solver": "true"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [{
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+            "ports": [{"protocol": "TCP", "port": 8089}],
+        }],
+    }, f"{name}: the ACME solver is not reachable from ingress-nginx alone"
+
+
+def assert_lets_encrypt_http01_through_nginx(where, issuer):
+    acme = issuer["spec"]["acme"]
+    assert acme["server"] == ACME_SERVERS[issuer["metadata"]["name"]], f"{where}: ACME server {acme['server']}"
+    assert acme["privateKeySecretRef"]["name"], f"{where}: no account key Secret"
+    assert acme["solvers"] == [{"http01": {"ingress": {"ingressClassName": "nginx"}}}], f"{where}: solvers"
+
+
+def test_cluster_issuers_are_lets_encrypt_staging_and_production_over_http01():
+    issuers = {doc["metadata"]["name"]: doc for doc in of_kind(load(CLUSTER_ISSUERS), "ClusterIssuer")}
+    assert set(issuers) == {STAGING, PRODUCTION}
+    for name, issuer in issuers.items():
+        assert "namespace" not in issuer["metadata"], f"{name} is cluster-scoped"
+        assert_lets_encrypt_http01_through_nginx(f"{CLUSTER_ISSUERS}: {name}", issuer)
+        assert "@" in issuer["spec"]["acme"].get("email", ""), f"{name}: no contact address to set"
+
+
+def test_chart_creates_only_the_issuer_its_certificate_names(variant):
+    name, expected, docs = variant
+    issuers = of_kind(docs, "ClusterIssuer")
+    if not expected.get("cluster_issuer"):
+        assert not issuers, f"{name}: creates a ClusterIssuer it was not asked for"
+        return
+    (issuer,) = issuers
+    assert issuer["metadata"]["name"] == expected["issuer"]
+    assert_lets_encrypt_http01_through_nginx(name, issuer)
+
+
+def test_every_certificate_names_an_issuer_that_is_installed():
+    installed = {doc["metadata"]["name"] for doc in of_kind(load(CLUSTER_ISSUERS), "ClusterIssuer")}
+    for name in VARIANTS:
+        docs = load(name)
+        available = installed | {doc["metadata"]["name"] for doc in of_kind(docs, "ClusterIssuer")}
+        for certificate in of_kind(docs, "Certificate"):
+            assert certificate["spec"]["issuerRef"]["name"] in available, f"{name}: unknown issuer"
+
+
+def test_external_database_is_verified_against_the_mounted_ca_bundle(variant):
+    # db_url and migrate_db_url name sslrootcert=/etc/conduit/db-ca/... with
+    # sslmode=verify-full, so every wasmhost pod that opens them must have the
+    # bundle there, from a ConfigMap that is not optional.
+    name, expected, docs = variant
+    clients = [api_workload(docs, "container")] if expected["runtime"] == "container" else []
+    clients += [doc for doc in of_kind(docs, "Job") if doc["metadata"]["name"] == "conduit-migrate"]
+    assert clients, f"{name}: no wasmhost pods"
+    for doc in clients:
+        where = f"{name}: {doc['kind']}/{doc['metadata']['name']}"
+        spec = pod_spec(doc)
+        volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+        mounts = [m for c in spec["containers"] for m in c.get("volumeMounts", []) if m["mountPath"] == DB_CA_DIR]
+        if expected["database"] == "internal":
+            assert not mounts, f"{where} mounts a database CA bundle for the in-cluster database"
+            continue
+        assert len(mounts) == len(spec["containers"]) == 1 and mounts[0].get("readOnly") is True, f"{where}: mount"
+        config_map = volumes[mounts[0]["name"]].get("configMap", {})
+        assert config_map.get("name") == DB_CA_CONFIGMAP and not config_map.get("optional"), f"{where}: {config_map}"

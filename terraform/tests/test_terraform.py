@@ -487,3 +487,130 @@ def test_spinkube_chart_renders_a_shim_and_an_executor_per_namespace():
     for executor in (document for document in documents if document["kind"] == "SpinAppExecutor"):
         jsonschema.validate(executor, schema)
         assert executor["spec"]["deploymentConfig"]["runtimeClassName"] == shim["spec"]["runtimeClass"]["name"]
+
+
+# --- HTTPS at the public endpoint, verified TLS to the database --------------------------------------
+
+PLATFORM_MAIN = TERRAFORM_ROOT / "modules/platform/main.tf"
+NLB_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-"
+
+
+def hcl_literal(expression: str, function: str):
+    """The first literal argument of `function(...)` in a python-hcl2 expression string."""
+    import ast
+
+    text = expression.strip()
+    prefix = "${" + function + "("
+    assert text.startswith(prefix), text[:80]
+    body = text[len(prefix):]
+    depth = 0
+    for index, character in enumerate(body):
+        depth += character in "{[("
+        depth -= character in "}])"
+        if depth == 0:
+            return ast.literal_eval(body[: index + 1])
+    raise AssertionError(f"no literal in {expression[:80]}")
+
+
+def platform_locals() -> dict:
+    document = load("modules/platform").documents[PLATFORM_MAIN]
+    return {
+        key: value[0] if isinstance(value, list) and len(value) == 1 else value
+        for block in document["locals"]
+        for key, value in block.items()
+        if key not in ("__start_line__", "__end_line__")
+    }
+
+
+def ingress_nginx_values() -> dict:
+    document = load("modules/platform").documents[PLATFORM_MAIN]
+    for block in document["resource"]:
+        release = block.get("helm_release", {}).get("ingress_nginx")
+        if release:
+            (values,) = release["values"]
+            return hcl_literal(values[0] if isinstance(values, list) else values, "yamlencode")
+    raise AssertionError("helm_release.ingress_nginx not found")
+
+
+def variable_default(relative: str, name: str):
+    for file, document in load(relative).documents.items():
+        for block in document.get("variable", []):
+            if name in block:
+                default = block[name].get("default")
+                return default[0] if isinstance(default, list) and len(default) == 1 else default
+    raise AssertionError(f"variable {name} not found in {relative}")
+
+
+def test_nlb_terminates_tls_with_the_acm_certificate_and_reencrypts_to_ingress_nginx():
+    annotations = hcl_literal(platform_locals()["ingress_service_annotations"], "merge")
+    assert annotations[ANNOTATION + "type"] == "nlb"
+    assert annotations[ANNOTATION + "ssl-cert"] == "${var.ingress_certificate_arn}"
+    assert annotations[ANNOTATION + "ssl-ports"] == "443", "only 443 is a TLS listener; 80 redirects"
+    assert annotations[ANNOTATION + "ssl-negotiation-policy"] == "${var.ingress_ssl_policy}"
+    assert variable_default("modules/platform", "ingress_ssl_policy") == NLB_TLS_POLICY
+    # TLS again to ingress-nginx: it sees HTTPS as HTTPS, so ssl-redirect and HSTS hold behind the NLB.
+    assert annotations[ANNOTATION + "backend-protocol"] == "ssl"
+    service = ingress_nginx_values()["controller"]["service"]
+    assert service["annotations"] == "${local.ingress_service_annotations}"
+    assert service["ports"] == {"http": 80, "https": 443}, "the NLB must listen on 80 and 443 only"
+    assert service["targetPorts"] == {"http": "http", "https": "https"}, "443 must reach the controller's TLS port"
+
+
+def test_ingress_nginx_sends_hsts_and_speaks_only_tls_1_2_and_1_3():
+    config = ingress_nginx_values()["controller"]["config"]
+    assert config["ssl-redirect"] == "true"
+    assert config["hsts"] == "true" and int(config["hsts-max-age"]) >= 31536000
+    assert config["ssl-protocols"] == "TLSv1.2 TLSv1.3"
+    assert not [key for key in config if "snippet" in key], "snippets are not how this controller is configured"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_environment_puts_the_public_endpoint_certificate_on_the_nlb(environment):
+    main = TERRAFORM_ROOT / "environments" / environment / "main.tf"
+    platform = parse_module_body(main, "platform")
+    endpoint = parse_module_body(main, "public_endpoint")
+    assert platform["ingress_certificate_arn"] == "${module.public_endpoint.certificate_arn}"
+    assert endpoint["load_balancer_hostname"] == "${module.platform.ingress_hostname}"
+    assert endpoint["domain_name"] == "${var.domain_name}"
+    assert endpoint["route53_zone_id"] == "${var.route53_zone_id}"
+    assert endpoint["certificate_arn"] == "${var.ingress_certificate_arn}"
+
+
+def test_public_endpoint_validates_through_route53_or_takes_an_existing_certificate():
+    text = (TERRAFORM_ROOT / "modules/public-endpoint/main.tf").read_text()
+    assert 'validation_method = "DNS"' in text
+    assert "aws_acm_certificate_validation" in text, "the NLB must never get a certificate still pending validation"
+    variables = (TERRAFORM_ROOT / "modules/public-endpoint/variables.tf").read_text()
+    assert "var.route53_zone_id != null || var.certificate_arn != null" in variables
+
+
+def component_patch_values(path: Path) -> list:
+    component = yaml.safe_load(path.read_text())
+    values = []
+    for patch in component["patches"]:
+        for operation in yaml.safe_load(patch["patch"]):
+            value = operation["value"]
+            values.extend(value if isinstance(value, list) else [value])
+    return values
+
+
+@pytest.mark.skipif(not (REPOSITORY_ROOT / "k8s").is_dir(), reason="k8s/ is not in this checkout")
+def test_database_urls_verify_the_server_against_the_bundle_the_pods_mount():
+    assert variable_default("modules/rds", "ssl_mode") == "verify-full"
+    assert parse_module_body(TERRAFORM_ROOT / "environments/prod/main.tf", "rds").get("ssl_mode", "verify-full") == "verify-full"
+    outputs = (TERRAFORM_ROOT / "modules/rds/outputs.tf").read_text()
+    assert outputs.count("/conduit?${local.tls_query}") == 2, "both URLs carry the TLS options"
+    root_cert = variable_default("modules/rds", "ssl_root_cert_path")
+    names = platform_locals()
+    config_map, key = names["database_ca_config_map"], names["database_ca_key"]
+    directory, _, file_name = root_cert.rpartition("/")
+    assert file_name == key, f"sslrootcert names {file_name}, the ConfigMap holds {key}"
+    # The Kustomize component and the Helm chart mount that ConfigMap where sslrootcert points.
+    values = component_patch_values(REPOSITORY_ROOT / "k8s/components/database-ca/kustomization.yaml")
+    assert {"name": "db-ca", "configMap": {"name": config_map}} in values
+    assert {"name": "db-ca", "mountPath": directory, "readOnly": True} in values
+    chart = yaml.safe_load((REPOSITORY_ROOT / "k8s/helm/conduit/values.yaml").read_text())
+    assert chart["database"]["external"]["caBundleConfigMap"] == config_map
+    templates = (REPOSITORY_ROOT / "k8s/helm/conduit/templates/api-deployment.yaml").read_text()
+    assert f"mountPath: {directory}" in templates

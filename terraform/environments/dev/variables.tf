@@ -15,6 +15,23 @@ variable "availability_zones" {
   }
 }
 
+variable "domain_name" {
+  description = "Public host name of the API, e.g. conduit.example.com: the ACM certificate's name, and the host the Kubernetes manifests' Ingress and Certificate must name."
+  type        = string
+}
+
+variable "route53_zone_id" {
+  description = "Route 53 hosted zone of domain_name: ACM validates the certificate there, and Terraform points domain_name at the NLB. Null: give ingress_certificate_arn and create the DNS record yourself."
+  type        = string
+  default     = null
+}
+
+variable "ingress_certificate_arn" {
+  description = "An existing ACM certificate for domain_name in var.region, used instead of issuing one (null: issue one through route53_zone_id)."
+  type        = string
+  default     = null
+}
+
 variable "kubernetes_version" {
   description = "Kubernetes <major>.<minor> version of the cluster."
   type        = string

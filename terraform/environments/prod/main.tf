@@ -59,6 +59,9 @@ module "rds" {
   skip_final_snapshot       = false
   allocated_storage_gib     = 50
   max_allocated_storage_gib = 500
+  # The API and the migrations check the server's certificate and name against the RDS CA bundle
+  # (ConfigMap rds-ca-bundle, written by the platform module) before sending a password.
+  ssl_mode = "verify-full"
 
   tags = local.tags
 }
@@ -92,6 +95,9 @@ provider "helm" {
 module "platform" {
   source = "../../modules/platform"
 
+  # HTTPS ends at the NLB with this ACM certificate and is re-encrypted to ingress-nginx.
+  ingress_certificate_arn = module.public_endpoint.certificate_arn
+
   ingress_replicas             = var.ingress_replicas
   storage_class_reclaim_policy = "Retain"
   enable_metrics_server        = var.enable_metrics_server
@@ -101,7 +107,21 @@ module "platform" {
   database_url       = var.enable_rds ? module.rds[0].app_database_url : null
   owner_database_url = var.enable_rds ? module.rds[0].owner_database_url : null
   database_host      = var.enable_rds ? module.rds[0].address : null
+  database_ca_bundle = var.enable_rds ? module.rds[0].ca_bundle_pem : null
 
   # Charts need schedulable nodes and the EBS CSI add-on, not just the control plane.
   depends_on = [module.cluster]
+}
+
+# The ACM certificate of the public host name (issued through Route 53 DNS validation, or an
+# existing one) and, with a hosted zone, the record pointing that name at the NLB.
+module "public_endpoint" {
+  source = "../../modules/public-endpoint"
+
+  domain_name            = var.domain_name
+  route53_zone_id        = var.route53_zone_id
+  certificate_arn        = var.ingress_certificate_arn
+  load_balancer_hostname = module.platform.ingress_hostname
+
+  tags = local.tags
 }

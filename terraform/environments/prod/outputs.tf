@@ -13,6 +13,26 @@ output "ingress_hostname" {
   value       = module.platform.ingress_hostname
 }
 
+output "url" {
+  description = "Public HTTPS address of the API (the NLB presents the ACM certificate for it)."
+  value       = module.public_endpoint.url
+}
+
+output "ingress_certificate_arn" {
+  description = "ACM certificate on the NLB's 443 listener."
+  value       = module.public_endpoint.certificate_arn
+}
+
+output "dns_record_created" {
+  description = "Whether Terraform points the host name at the NLB (with route53_zone_id); if false, create a CNAME or alias to ingress_hostname yourself."
+  value       = module.public_endpoint.dns_record_created
+}
+
+output "database_ca_config_map_name" {
+  description = "ConfigMap with the RDS CA bundle that the database URLs' sslrootcert names (null without RDS)."
+  value       = module.platform.database_ca_config_map_name
+}
+
 output "storage_class_name" {
   description = "Default StorageClass (gp3) for the PostgreSQL PVCs."
   value       = module.platform.storage_class_name

@@ -23,6 +23,11 @@ output "spin_runtime_class_name" {
   value       = "wasmtime-spin-v2"
 }
 
+output "database_ca_config_map_name" {
+  description = "ConfigMap with the external database's CA bundle, mounted by the API and migration pods (null with the in-cluster database)."
+  value       = var.manage_app_secret ? kubernetes_config_map_v1.database_ca[0].metadata[0].name : null
+}
+
 output "app_secret_name" {
   description = "Name of the Secret holding db_url and jwt_secret, when Terraform manages it (null otherwise)."
   value       = var.manage_app_secret ? kubernetes_secret_v1.app[0].metadata[0].name : null

@@ -16,6 +16,27 @@ variable "ingress_replicas" {
   default     = 1
 }
 
+variable "ingress_certificate_arn" {
+  description = "ACM certificate the NLB presents on its 443 listener (TLS ends there, then is re-encrypted to ingress-nginx)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]+:certificate/[0-9a-f-]+$", var.ingress_certificate_arn))
+    error_message = "ingress_certificate_arn must be an ACM certificate ARN."
+  }
+}
+
+variable "ingress_ssl_policy" {
+  description = "Security policy of the NLB's TLS listener: TLS 1.3 and 1.2 with forward-secret AEAD ciphers only."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+  validation {
+    condition     = startswith(var.ingress_ssl_policy, "ELBSecurityPolicy-TLS13-")
+    error_message = "ingress_ssl_policy must be one of the ELBSecurityPolicy-TLS13-* policies (TLS 1.3 offered, nothing older than 1.2)."
+  }
+}
+
 variable "ingress_internal" {
   description = "Put the NLB in the private subnets (reachable only from the VPC) instead of the public ones."
   type        = bool
@@ -107,6 +128,12 @@ variable "owner_database_url" {
 
 variable "database_host" {
   description = "Database host name stored as db_host (the Spin variable allowed_outbound_hosts is built from); required when manage_app_secret is true."
+  type        = string
+  default     = null
+}
+
+variable "database_ca_bundle" {
+  description = "PEM CA bundle of the external database (Amazon RDS's), written to ConfigMap rds-ca-bundle for sslrootcert; required when manage_app_secret is true."
   type        = string
   default     = null
 }

@@ -174,4 +174,22 @@ resource "random_password" "app" {
 locals {
   database_address = aws_db_instance.postgres.address
   database_port    = aws_db_instance.postgres.port
+
+  # TLS options of both URLs: with verify-ca/verify-full the client checks the server against the
+  # RDS CA bundle at ssl_root_cert_path (wasmhost reads sslrootcert as libpq does).
+  tls_query = startswith(var.ssl_mode, "verify-") ? "sslmode=${var.ssl_mode}&sslrootcert=${var.ssl_root_cert_path}" : "sslmode=${var.ssl_mode}"
+}
+
+# Amazon's bundle of every RDS certificate authority (all regions, current and next CAs), which
+# the clients need for verify-full: RDS server certificates do not chain to a public root. Read
+# over HTTPS at plan time and handed to the cluster as a ConfigMap by the platform module.
+data "http" "ca_bundle" {
+  url = var.ca_bundle_url
+
+  lifecycle {
+    postcondition {
+      condition     = self.status_code == 200 && strcontains(self.response_body, "-----BEGIN CERTIFICATE-----")
+      error_message = "${var.ca_bundle_url} did not return a PEM certificate bundle."
+    }
+  }
 }

@@ -9,15 +9,20 @@ output "port" {
 }
 
 output "app_database_url" {
-  description = "URL for the API (role conduit_app), TLS required."
-  value       = "postgres://conduit_app:${random_password.app.result}@${local.database_address}:${local.database_port}/conduit?sslmode=require"
+  description = "URL for the API (role conduit_app), TLS as ssl_mode says (by default the server's certificate and name verified)."
+  value       = "postgres://conduit_app:${random_password.app.result}@${local.database_address}:${local.database_port}/conduit?${local.tls_query}"
   sensitive   = true
 }
 
 output "owner_database_url" {
-  description = "URL for migrations (role conduit_owner), TLS required."
-  value       = "postgres://conduit_owner:${random_password.owner.result}@${local.database_address}:${local.database_port}/conduit?sslmode=require"
+  description = "URL for migrations (role conduit_owner), TLS as ssl_mode says."
+  value       = "postgres://conduit_owner:${random_password.owner.result}@${local.database_address}:${local.database_port}/conduit?${local.tls_query}"
   sensitive   = true
+}
+
+output "ca_bundle_pem" {
+  description = "The RDS CA bundle (PEM) the URLs' sslrootcert names; the pods get it as a ConfigMap."
+  value       = data.http.ca_bundle.response_body
 }
 
 output "app_password" {

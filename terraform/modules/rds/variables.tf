@@ -74,3 +74,31 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "ssl_mode" {
+  description = "sslmode of the URLs handed to the application: verify-full (chain and host name checked against the RDS CA bundle), verify-ca, or require (encrypted, server not authenticated)."
+  type        = string
+  default     = "verify-full"
+
+  validation {
+    condition     = contains(["require", "verify-ca", "verify-full"], var.ssl_mode)
+    error_message = "ssl_mode must be require, verify-ca or verify-full (the server enforces TLS, rds.force_ssl)."
+  }
+}
+
+variable "ssl_root_cert_path" {
+  description = "Path of the RDS CA bundle inside the API and migration pods (sslrootcert): where k8s/components/database-ca and the Helm chart mount ConfigMap rds-ca-bundle."
+  type        = string
+  default     = "/etc/conduit/db-ca/global-bundle.pem"
+}
+
+variable "ca_bundle_url" {
+  description = "Where Amazon publishes the RDS CA bundle; the global bundle covers every region."
+  type        = string
+  default     = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+
+  validation {
+    condition     = startswith(var.ca_bundle_url, "https://")
+    error_message = "ca_bundle_url must be an https:// URL: the bundle is a trust anchor."
+  }
+}

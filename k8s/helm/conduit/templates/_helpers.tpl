@@ -36,6 +36,15 @@ app.kubernetes.io/component: migrate
 {{- if eq .Values.database.mode "internal" }}5432{{ else }}{{ .Values.database.external.port }}{{ end }}
 {{- end }}
 
+{{/*
+ConfigMap with the external database's CA bundle that wasmhost pods mount
+at /etc/conduit/db-ca/ (the sslrootcert directory of the URLs); empty with
+the internal database or without a bundle.
+*/}}
+{{- define "conduit.dbCaBundleConfigMap" -}}
+{{- if eq .Values.database.mode "external" }}{{ .Values.database.external.caBundleConfigMap }}{{ end }}
+{{- end }}
+
 {{/* Port the API pods serve on: wasmhost 3000, the Spin shim 80. */}}
 {{- define "conduit.apiPort" -}}
 {{- if eq .Values.executor "spinkube" }}80{{ else }}3000{{ end }}
@@ -52,6 +61,9 @@ app.kubernetes.io/component: migrate
 {{- end }}
 {{- if and .Values.ingress.enabled .Values.ingress.tls.enabled (not .Values.ingress.host) }}
 {{- fail "ingress.tls.enabled needs ingress.host (the certificate's name)" }}
+{{- end }}
+{{- if and .Values.ingress.enabled .Values.ingress.tls.enabled (hasPrefix "*." .Values.ingress.host) (ne .Values.ingress.tls.issuer "existing-secret") }}
+{{- fail "a wildcard ingress.host needs ingress.tls.issuer existing-secret: the Let's Encrypt issuers prove a name over HTTP-01, which cannot cover a wildcard" }}
 {{- end }}
 {{- with .Values.telemetry }}
 {{- if .otlpEndpoint }}
