@@ -38,6 +38,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import tls_compare
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 LUA = BENCH / "wrk" / "scenario.lua"
@@ -665,6 +667,24 @@ def start_wasmtime_serve(procs: Processes, wasmtime: Path, reuse: int):
     child = procs.start(command + [str(HELLO_WASM)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(f"http://127.0.0.1:{port}/hello")
     return child, f"http://127.0.0.1:{port}"
+
+
+def pid_of(pid_file: str) -> int | None:
+    """The process id in a pid file (nginx's), None when there is none."""
+    path = Path(pid_file)
+    return int(path.read_text().split()[0]) if path.exists() else None
+
+
+def tls_chart_written(section: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no TLS chart")
+        return False
+    return tls_compare.chart(section, path, plt)
 
 
 def free_port() -> int:
@@ -1523,6 +1543,10 @@ def markdown(report: dict) -> str:
         lines += ["", "Profiles: " + ", ".join(f"[{p}]({p})" for p in report["profiles"])]
     if levels:
         lines += ["", "Levels: " + ", ".join(map(str, levels)), ""]
+    if report.get("tls"):
+        lines += [""] + tls_compare.markdown(report["tls"])
+        if report["tls"].get("chart"):
+            lines += [f"Chart: [{report['tls']['chart']}]({report['tls']['chart']})", ""]
     return "\n".join(lines)
 
 
@@ -1647,6 +1671,7 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=BENCH / "results")
     parser.add_argument("--command", default=" ".join(sys.argv))
     parser.add_argument("--render", type=Path, help="only write the Markdown and chart again from a report's JSON")
+    tls_compare.add_arguments(parser)
     args = parser.parse_args()
     if args.render:
         report = json.loads(args.render.read_text())
@@ -1752,8 +1777,7 @@ def main() -> int:
         database_url = description["app_database_url"]
         pg_dir = Path(description["postgres_data_dir"])
         postgres_pid = int((pg_dir / "postmaster.pid").read_text().split()[0])
-        nginx_pid_file = work_dir / "stack" / "nginx" / "nginx.pid"
-        nginx_pid = int(nginx_pid_file.read_text().split()[0]) if nginx_pid_file.exists() else None
+        nginx_pid = pid_of(description["nginx_pid_file"])
         report["stack"] = {
             "replicas": len(replicas),
             "max_concurrency": args.max_concurrency,
@@ -1770,6 +1794,13 @@ def main() -> int:
         explain_feed = args.results / f"{args.name}-explain-feed.txt"
         explain_feed.write_text(explain_feed_query(database_url))
         report["explain_feed"] = explain_feed.name
+
+        if args.tls_scenarios:
+            report["tls"] = tls_compare.run(
+                args, description, replicas, postgres_pid, data_dir, database_url,
+                run_wrk=run_wrk, measured=measured, reset_data=reset_data, median_run=median_run,
+                pid_of=pid_of, log=log,
+            )
 
         if args.reuse_scenarios:
             report["reuse"] = reuse_comparison(procs, args, replicas, database_url, postgres_pid, data_dir)
@@ -1833,6 +1864,10 @@ def main() -> int:
     chart_path = args.results / f"{args.name}.svg"
     if chart(report, chart_path):
         report["chart"] = chart_path.name
+    if report.get("tls"):
+        tls_chart = args.results / f"{args.name}-tls.svg"
+        if tls_chart_written(report["tls"], tls_chart):
+            report["tls"]["chart"] = tls_chart.name
     (args.results / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.results / f"{args.name}.md").write_text(markdown(report))
     log(f"report: {args.results / (args.name + '.md')} ({report['elapsed_seconds']}s)")

@@ -4,9 +4,11 @@
 //!   reference the hello component is compared against (same runtime shape as
 //!   wasmhost: tokio multi-thread, hyper 1, one task per connection).
 //! - `stack`: the local stack from the `devstack` library (a private
-//!   PostgreSQL cluster, N wasmhost replicas, nginx with the project's config),
-//!   described as one JSON line on stdout for the driver, kept up until stdin
-//!   closes or SIGINT/SIGTERM arrives.
+//!   PostgreSQL cluster, N wasmhost replicas, nginx with the project's config
+//!   over HTTPS), plus a second nginx with the same config whose API server
+//!   block listens without TLS, only so that the driver can measure what TLS
+//!   costs; described as one JSON line on stdout for the driver, kept up
+//!   until stdin closes or SIGINT/SIGTERM arrives.
 //! - `otlp-sink`: where traced replicas send their spans: one OTLP receiver
 //!   (`devstack::otlp`, counting only) per `--listen` address, so that each
 //!   replica's spans are counted apart; the counts are printed as JSON
@@ -18,8 +20,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use devstack::nginx::{Nginx, NginxPorts};
 use devstack::otlp::{Keep, Receiver};
-use devstack::{Database, Stack, StackConfig, free_port};
+use devstack::{Database, Echo, Stack, StackConfig, free_port};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
@@ -130,8 +133,29 @@ async fn stack(
         config.replica_env.push((name.to_owned(), value.to_owned()));
     }
     let stack = Stack::start(config).await?;
+    let mut plain = Nginx::new(
+        &root.join("docker/nginx/nginx.conf"),
+        &state_dir.join("nginx-plain"),
+        NginxPorts {
+            https: free_port()?,
+            http: free_port()?,
+        },
+        &stack.nginx.tls_dir,
+        &stack
+            .replicas
+            .iter()
+            .map(|replica| replica.spec.api_port)
+            .collect::<Vec<_>>(),
+        Echo::Quiet,
+    )
+    .without_tls_for_comparison();
+    plain.start().await?;
     let description = serde_json::json!({
         "url": stack.url(),
+        "ca": stack.nginx.tls_dir.join("ca.crt"),
+        "nginx_pid_file": stack.nginx.prefix.join("nginx.pid"),
+        "plain_url": plain.url(),
+        "plain_nginx_pid_file": plain.prefix.join("nginx.pid"),
         "app_database_url": stack.database.app_url,
         "owner_database_url": stack.database.owner_url,
         "postgres_data_dir": stack.postgres.as_ref().map(|p| p.data_dir.display().to_string()),
@@ -160,6 +184,7 @@ async fn stack(
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
+    plain.stop().await?;
     stack.stop().await
 }
 

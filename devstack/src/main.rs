@@ -27,9 +27,25 @@ enum Commands {
         /// Number of wasmhost replicas behind nginx.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
         replicas: u16,
-        /// nginx's port on 127.0.0.1.
+        /// nginx's HTTPS port on 127.0.0.1 (the API).
+        #[arg(long, default_value_t = 8443)]
+        https_port: u16,
+        /// nginx's plain HTTP port on 127.0.0.1: redirects to HTTPS.
         #[arg(long, default_value_t = 8080)]
-        port: u16,
+        http_port: u16,
+        /// nginx's certificate and key (tls.crt, tls.key); when the directory
+        /// has none, a local CA and a certificate for localhost and 127.0.0.1
+        /// are made there once (trust its ca.crt). Default: DATA_DIR/tls.
+        #[arg(long, env = "CONDUIT_TLS_DIR")]
+        tls_dir: Option<PathBuf>,
+        /// What outlives the stack: the private cluster (postgres/), the
+        /// secrets (secrets.env) and the local CA (tls/).
+        #[arg(long, env = "DEVSTACK_DATA_DIR", default_value = ".data")]
+        data_dir: PathBuf,
+        /// What is made again at every start: nginx's prefix and the
+        /// precompiled components.
+        #[arg(long, env = "DEVSTACK_STATE_DIR", default_value = ".stack")]
+        state_dir: PathBuf,
         /// Port of the private PostgreSQL cluster (ignored with DATABASE_URL).
         #[arg(long, env = "DEVSTACK_PG_PORT", default_value_t = 55432)]
         pg_port: u16,
@@ -59,7 +75,11 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Commands::Up {
             replicas,
-            port,
+            https_port,
+            http_port,
+            tls_dir,
+            data_dir,
+            state_dir,
             pg_port,
             api_port,
             admin_port,
@@ -68,21 +88,27 @@ async fn main() -> Result<()> {
             prometheus,
         } => {
             let root = project_root()?;
-            let secrets = load_secrets(&root)?;
+            let data_dir = root.join(data_dir);
+            let secrets = load_secrets(&data_dir)?;
             let database = match database_url {
                 Some(owner_url) => Database::External {
                     app_url: app_database_url.unwrap_or_else(|| owner_url.clone()),
                     owner_url,
                 },
                 None => Database::Private {
-                    data_dir: root.join(".data/postgres"),
+                    data_dir: data_dir.join("postgres"),
                     port: pg_port,
                 },
             };
-            let mut config = StackConfig::new(&root, &root.join(".stack"), database)?;
+            let mut config = StackConfig::new(&root, &root.join(state_dir), database)?;
             config.secrets = secrets;
             config.replicas = usize::from(replicas);
-            config.http_port = port;
+            config.https_port = https_port;
+            config.http_port = http_port;
+            config.tls_dir = match tls_dir {
+                Some(tls_dir) => root.join(tls_dir),
+                None => data_dir.join("tls"),
+            };
             config.api_base_port = api_port;
             config.admin_base_port = admin_port;
             config.echo = Echo::Stdout;
@@ -127,10 +153,23 @@ async fn up(config: StackConfig, prometheus_port: Option<u16>) -> Result<()> {
         }
     };
     let url = stack.url();
+    let ca = stack.nginx.tls_dir.join("ca.crt");
     println!();
     println!("Conduit is running with {replica_count} replica(s) behind nginx:");
-    println!("  API:     {url}/api   (e.g. curl {url}/api/tags)");
-    println!("  Swagger: {url}/docs");
+    if ca.exists() {
+        println!(
+            "  API:     {url}/api   (e.g. curl --cacert {} {url}/api/tags)",
+            ca.display()
+        );
+        println!(
+            "  Swagger: {url}/docs   (trust the local CA {} once)",
+            ca.display()
+        );
+    } else {
+        println!("  API:     {url}/api   (e.g. curl {url}/api/tags)");
+        println!("  Swagger: {url}/docs");
+    }
+    println!("  {} redirects to HTTPS", stack.nginx.http_url());
     if let Some(prometheus) = &prometheus {
         println!(
             "  Prometheus: {} (alerts: {}/alerts)",
@@ -200,10 +239,10 @@ fn project_root() -> Result<PathBuf> {
     Ok(root)
 }
 
-/// Secrets from the environment, else from .data/secrets.env (written once by
-/// scripts/stack).
-fn load_secrets(root: &Path) -> Result<Secrets> {
-    let file = root.join(".data/secrets.env");
+/// Secrets from the environment, else from DATA_DIR/secrets.env (written once
+/// by scripts/stack).
+fn load_secrets(data_dir: &Path) -> Result<Secrets> {
+    let file = data_dir.join("secrets.env");
     let from_file = match std::fs::read_to_string(&file) {
         Ok(text) => parse_env_file(&text),
         Err(_) => HashMap::new(),

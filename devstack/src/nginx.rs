@@ -1,10 +1,15 @@
 //! The real nginx binary with the project's `docker/nginx/nginx.conf`.
 //!
-//! The production file is used as it is, except for two rendered parts: the
-//! block between the `devstack:upstream-servers` markers becomes one `server`
-//! line per loopback replica, and `listen 8080;` binds the chosen port on
-//! 127.0.0.1. nginx runs in the foreground with its own prefix (pid file, temp
-//! directories) in the stack's state directory.
+//! The production file is used as it is, except for the parts it names as
+//! rendered: the block between the `devstack:upstream-servers` markers
+//! becomes one `server` line per loopback replica, the two `listen` lines bind
+//! the chosen HTTP and HTTPS ports on 127.0.0.1, the redirect names the HTTPS
+//! port, and the certificate is read from the stack's TLS directory. That
+//! directory is filled by `docker/nginx/tls-init` (the script the nginx image
+//! runs): the operator's certificate when one is there, else a local CA and a
+//! server certificate for localhost and 127.0.0.1, made once. nginx runs in
+//! the foreground with its own prefix (pid file, temp directories) in the
+//! stack's state directory.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,7 +22,29 @@ use crate::process::{self, Echo, LogTail, ManagedChild};
 
 const BEGIN_MARKER: &str = "# devstack:upstream-servers:begin";
 const END_MARKER: &str = "# devstack:upstream-servers:end";
-const PRODUCTION_LISTEN: &str = "listen 8080;";
+const PRODUCTION_HTTP_LISTEN: &str = "listen 8080;";
+const PRODUCTION_HTTPS_LISTEN: &str = "listen 8443 ssl http2;";
+const PRODUCTION_HTTPS_PORT: &str = "set $conduit_https_port 8443;";
+const PRODUCTION_TLS_DIR: &str = "/etc/nginx/tls/";
+
+/// The ports nginx listens on, on 127.0.0.1.
+#[derive(Clone, Copy, Debug)]
+pub struct NginxPorts {
+    /// The API, over TLS.
+    pub https: u16,
+    /// Plain HTTP: redirects to `https`.
+    pub http: u16,
+}
+
+/// How the API's server block listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiListener {
+    /// TLS and HTTP/2, as in production.
+    Tls,
+    /// The same server block without TLS: only for measuring what TLS costs
+    /// (`bench/`), never for serving.
+    PlainForComparison,
+}
 
 /// One upstream server line.
 #[derive(Clone, Debug)]
@@ -32,11 +59,14 @@ pub fn nginx_program() -> PathBuf {
     process::program("NGINX_BIN", "/usr/sbin/nginx", "nginx")
 }
 
-/// The production config with the upstream block and the listen line
-/// rendered for the local stack.
+/// The production config with the upstream block, the listen lines, the
+/// redirect's port and the certificate directory rendered for the local
+/// stack.
 pub fn render_config(
     production: &str,
-    listen_port: u16,
+    ports: NginxPorts,
+    api_listener: ApiListener,
+    tls_dir: &Path,
     servers: &[UpstreamServer],
 ) -> Result<String> {
     let begin = production
@@ -84,18 +114,45 @@ pub fn render_config(
     }
     block.push_str(&indent);
     let rendered = format!("{}{}{}", &production[..begin], block, &production[end..]);
-    // Directive lines only: comments may mention the directive.
-    let is_listen = |line: &str| line.trim() == PRODUCTION_LISTEN;
-    if rendered.lines().filter(|line| is_listen(line)).count() != 1 {
-        bail!("nginx.conf must contain exactly one `{PRODUCTION_LISTEN}` line");
+    // Directive lines only: comments may mention the directives.
+    let tls_dir = format!("{}/", tls_dir.display());
+    let replacements = [
+        (
+            PRODUCTION_HTTP_LISTEN,
+            format!("listen 127.0.0.1:{};", ports.http),
+        ),
+        (
+            PRODUCTION_HTTPS_LISTEN,
+            match api_listener {
+                ApiListener::Tls => format!("listen 127.0.0.1:{} ssl http2;", ports.https),
+                ApiListener::PlainForComparison => format!("listen 127.0.0.1:{};", ports.https),
+            },
+        ),
+        (
+            PRODUCTION_HTTPS_PORT,
+            format!("set $conduit_https_port {};", ports.https),
+        ),
+    ];
+    for (directive, _) in &replacements {
+        let count = rendered
+            .lines()
+            .filter(|line| line.trim() == *directive)
+            .count();
+        if count != 1 {
+            bail!("nginx.conf must contain exactly one `{directive}` line, has {count}");
+        }
     }
     let mut out = String::with_capacity(rendered.len());
     for line in rendered.split_inclusive('\n') {
-        if is_listen(line) {
-            out.push_str(&line.replace(
-                PRODUCTION_LISTEN,
-                &format!("listen 127.0.0.1:{listen_port};"),
-            ));
+        let directive = line.trim();
+        if let Some((production, local)) = replacements
+            .iter()
+            .find(|(production, _)| directive == *production)
+        {
+            out.push_str(&line.replace(production, local));
+        } else if directive.starts_with("ssl_certificate") && directive.contains(PRODUCTION_TLS_DIR)
+        {
+            out.push_str(&line.replace(PRODUCTION_TLS_DIR, &tls_dir));
         } else {
             out.push_str(line);
         }
@@ -103,10 +160,64 @@ pub fn render_config(
     Ok(out)
 }
 
+/// `docker/nginx/tls-init DIR`: keeps the operator's certificate in `tls_dir`,
+/// or makes (once) a local CA and a server certificate for localhost and
+/// 127.0.0.1 there.
+pub async fn ensure_certificate(tls_init: &Path, tls_dir: &Path) -> Result<()> {
+    let mut command = Command::new("sh");
+    command.arg(tls_init).arg(tls_dir);
+    process::run("tls-init", command).await?;
+    Ok(())
+}
+
+/// A TLS connection to nginx's HTTPS `port` on 127.0.0.1, verified against
+/// the local CA in `tls_dir`, speaking HTTP/1.1 (ALPN): for tests that write
+/// requests byte by byte (slow bodies, oversized bodies, half-sent headers).
+pub async fn tls_connect(
+    tls_dir: &Path,
+    port: u16,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use tokio_rustls::rustls::{self, pki_types};
+    let ca = tls_dir.join("ca.crt");
+    let pem = std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in
+        <pki_types::CertificateDer as pki_types::pem::PemObject>::pem_slice_iter(&pem)
+    {
+        roots.add(certificate.with_context(|| format!("parsing {}", ca.display()))?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let name = pki_types::ServerName::try_from("127.0.0.1")?;
+    Ok(connector.connect(name, tcp).await?)
+}
+
+/// A client that trusts the local CA in `tls_dir` when there is one (a
+/// certificate the operator gave is checked against the public roots).
+pub fn client_builder(tls_dir: &Path) -> Result<reqwest::ClientBuilder> {
+    let mut builder = reqwest::Client::builder();
+    let ca = tls_dir.join("ca.crt");
+    if ca.exists() {
+        let pem = std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?;
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    }
+    Ok(builder)
+}
+
 pub struct Nginx {
     /// nginx's prefix: rendered config, pid file, temp directories.
     pub prefix: PathBuf,
-    pub port: u16,
+    pub ports: NginxPorts,
+    /// Certificate and key (`tls.crt`, `tls.key`), and `ca.crt` when the
+    /// stack made them.
+    pub tls_dir: PathBuf,
+    api_listener: ApiListener,
     production_config: PathBuf,
     servers: Vec<UpstreamServer>,
     process: Option<ManagedChild>,
@@ -118,13 +229,16 @@ impl Nginx {
     pub fn new(
         production_config: &Path,
         prefix: &Path,
-        port: u16,
+        ports: NginxPorts,
+        tls_dir: &Path,
         upstream_ports: &[u16],
         echo: Echo,
     ) -> Self {
         Self {
             prefix: prefix.to_path_buf(),
-            port,
+            ports,
+            tls_dir: tls_dir.to_path_buf(),
+            api_listener: ApiListener::Tls,
             production_config: production_config.to_path_buf(),
             servers: upstream_ports
                 .iter()
@@ -136,8 +250,29 @@ impl Nginx {
         }
     }
 
+    /// The API's server block without TLS (see [`ApiListener`]).
+    pub fn without_tls_for_comparison(mut self) -> Self {
+        self.api_listener = ApiListener::PlainForComparison;
+        self
+    }
+
+    /// The API's base URL, over HTTPS.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match self.api_listener {
+            ApiListener::Tls => format!("https://127.0.0.1:{}", self.ports.https),
+            ApiListener::PlainForComparison => format!("http://127.0.0.1:{}", self.ports.https),
+        }
+    }
+
+    /// The plain HTTP listener, which only redirects to [`Nginx::url`].
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.http)
+    }
+
+    /// A client for [`Nginx::url`]: certificates verified, against the local
+    /// CA when the stack made one.
+    pub fn client_builder(&self) -> Result<reqwest::ClientBuilder> {
+        client_builder(&self.tls_dir)
     }
 
     fn config_path(&self) -> PathBuf {
@@ -162,7 +297,20 @@ impl Nginx {
         let production = std::fs::read_to_string(&self.production_config)
             .with_context(|| format!("reading {}", self.production_config.display()))?;
         std::fs::create_dir_all(&self.prefix)?;
-        let rendered = render_config(&production, self.port, &self.servers)?;
+        // tls-init sits beside nginx.conf in docker/nginx/.
+        ensure_certificate(
+            &self.production_config.with_file_name("tls-init"),
+            &self.tls_dir,
+        )
+        .await?;
+        let tls_dir = std::path::absolute(&self.tls_dir)?;
+        let rendered = render_config(
+            &production,
+            self.ports,
+            self.api_listener,
+            &tls_dir,
+            &self.servers,
+        )?;
         std::fs::write(self.config_path(), rendered)?;
         let mut test = self.base_command();
         test.arg("-t").arg("-q");
@@ -191,14 +339,14 @@ impl Nginx {
                     self.log.last(20)
                 );
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.ports.https))
                 .await
                 .is_ok()
             {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("nginx not listening on {} after 10 s", self.port);
+                bail!("nginx not listening on {} after 10 s", self.ports.https);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -245,7 +393,12 @@ impl Nginx {
 mod tests {
     use super::*;
 
-    const PRODUCTION: &str = "http {\n    upstream api {\n        least_conn;\n        # devstack:upstream-servers:begin\n        server api:3000 max_fails=1 fail_timeout=2s;\n        # devstack:upstream-servers:end\n        keepalive 32;\n    }\n    server {\n        listen 8080;\n    }\n}\n";
+    const PRODUCTION: &str = "http {\n    upstream api {\n        least_conn;\n        # devstack:upstream-servers:begin\n        server api:3000 max_fails=1 fail_timeout=2s;\n        # devstack:upstream-servers:end\n        keepalive 32;\n    }\n    server {\n        listen 8080;\n        set $conduit_https_port 8443;\n    }\n    server {\n        listen 8443 ssl http2;\n        ssl_certificate /etc/nginx/tls/tls.crt;\n        ssl_certificate_key /etc/nginx/tls/tls.key;\n    }\n}\n";
+
+    const PORTS: NginxPorts = NginxPorts {
+        https: 18443,
+        http: 18080,
+    };
 
     #[test]
     fn render_replaces_only_the_upstream_block_and_the_listen_line() {
@@ -259,14 +412,47 @@ mod tests {
                 down: true,
             },
         ];
-        let rendered = render_config(PRODUCTION, 18080, &servers).unwrap();
+        let rendered = render_config(
+            PRODUCTION,
+            PORTS,
+            ApiListener::Tls,
+            Path::new("/data/tls"),
+            &servers,
+        )
+        .unwrap();
         assert!(rendered.contains(
             "        server 127.0.0.1:3001 max_fails=1 fail_timeout=2s;\n        server 127.0.0.1:3002 max_fails=1 fail_timeout=2s down;\n        # devstack:upstream-servers:end\n        keepalive 32;"
         ));
         assert!(!rendered.contains("api:3000"));
         assert!(rendered.contains("listen 127.0.0.1:18080;"));
         assert!(!rendered.contains("listen 8080;"));
+        assert!(rendered.contains("listen 127.0.0.1:18443 ssl http2;"));
+        assert!(rendered.contains("set $conduit_https_port 18443;"));
+        assert!(rendered.contains("ssl_certificate /data/tls/tls.crt;"));
+        assert!(rendered.contains("ssl_certificate_key /data/tls/tls.key;"));
+        assert!(!rendered.contains("/etc/nginx/tls"));
         assert!(rendered.starts_with("http {\n    upstream api {\n        least_conn;\n"));
+    }
+
+    #[test]
+    fn render_refuses_a_config_without_its_https_listener() {
+        let without = PRODUCTION.replace("listen 8443 ssl http2;", "listen 8443;");
+        let servers = [UpstreamServer {
+            port: 3001,
+            down: false,
+        }];
+        let error = render_config(
+            &without,
+            PORTS,
+            ApiListener::Tls,
+            Path::new("/tls"),
+            &servers,
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("listen 8443 ssl http2;"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -276,6 +462,15 @@ mod tests {
             port: 3001,
             down: false,
         }];
-        assert!(render_config(&without, 8080, &servers).is_err());
+        assert!(
+            render_config(
+                &without,
+                PORTS,
+                ApiListener::Tls,
+                Path::new("/tls"),
+                &servers
+            )
+            .is_err()
+        );
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use tokio::process::Command;
 use url::Url;
 
-use crate::nginx::Nginx;
+use crate::nginx::{Nginx, NginxPorts};
 use crate::postgres::{self, PostgresCluster};
 use crate::process::{self, Echo};
 use crate::replica::{Replica, ReplicaSpec};
@@ -58,8 +58,13 @@ pub struct StackConfig {
     pub database: Database,
     pub secrets: Secrets,
     pub replicas: usize,
-    /// nginx's port (0: any free port).
+    /// nginx's HTTPS port, the API's (0: any free port).
+    pub https_port: u16,
+    /// nginx's plain HTTP port, which redirects to HTTPS (0: any free port).
     pub http_port: u16,
+    /// nginx's certificate: `tls.crt` and `tls.key` given by the operator, or
+    /// a local CA (`ca.crt`) and a server certificate made there once.
+    pub tls_dir: PathBuf,
     /// First API port and first admin port of the replicas (0: any free).
     pub api_base_port: u16,
     pub admin_base_port: u16,
@@ -82,7 +87,9 @@ impl StackConfig {
             database,
             secrets: Secrets::random()?,
             replicas: 3,
+            https_port: 0,
             http_port: 0,
+            tls_dir: state_dir.join("tls"),
             api_base_port: 0,
             admin_base_port: 0,
             replica_env: Vec::new(),
@@ -202,12 +209,16 @@ impl Stack {
             replica.wait_ready(Duration::from_secs(120)).await?;
         }
 
-        let http_port = port_or_free(config.http_port, 0)?;
+        let ports = NginxPorts {
+            https: port_or_free(config.https_port, 0)?,
+            http: port_or_free(config.http_port, 0)?,
+        };
         let upstream_ports: Vec<u16> = replicas.iter().map(|r| r.spec.api_port).collect();
         let mut nginx = Nginx::new(
             &config.root.join("docker/nginx/nginx.conf"),
             &config.state_dir.join("nginx"),
-            http_port,
+            ports,
+            &config.tls_dir,
             &upstream_ports,
             config.echo,
         );
@@ -222,9 +233,15 @@ impl Stack {
         })
     }
 
-    /// nginx's base URL, e.g. `http://127.0.0.1:8080`.
+    /// nginx's base URL, e.g. `https://127.0.0.1:8443`.
     pub fn url(&self) -> String {
         self.nginx.url()
+    }
+
+    /// A client for [`Stack::url`] that verifies nginx's certificate (against
+    /// the stack's local CA when it made one).
+    pub fn client_builder(&self) -> Result<reqwest::ClientBuilder> {
+        self.nginx.client_builder()
     }
 
     /// One rolling-restart step for replica `index` (0-based): SIGTERM, wait

@@ -8,7 +8,10 @@
 //! runs this test with:
 //! - `COMPOSE_TEST_PROJECT`: the compose project name;
 //! - `COMPOSE_TEST_ENV_FILE`: its `.env` (random secrets, a free port);
-//! - `COMPOSE_TEST_URL`: nginx's published address, e.g. `http://127.0.0.1:18080`;
+//! - `COMPOSE_TEST_URL`: nginx's published HTTPS address, e.g.
+//!   `https://127.0.0.1:18443`;
+//! - `COMPOSE_TEST_CA`: the CA that signed nginx's certificate (the local CA
+//!   the nginx container made), so that every request verifies it;
 //! - `DOCKER`: the docker client (with the compose plugin).
 //!
 //! The test is ignored by a plain `cargo test`: it needs that running project.
@@ -42,8 +45,23 @@ impl Project {
             docker: std::env::var("DOCKER").unwrap_or_else(|_| "docker".into()),
             name: var("COMPOSE_TEST_PROJECT")?,
             env_file: var("COMPOSE_TEST_ENV_FILE")?,
-            api: Api::new(&var("COMPOSE_TEST_URL")?)?,
+            api: Api::new(
+                &var("COMPOSE_TEST_URL")?,
+                std::path::Path::new(&var("COMPOSE_TEST_CA")?),
+            )?,
         })
+    }
+
+    /// The local CA the nginx container made in its `tls` volume.
+    async fn nginx_ca(&self) -> Result<String> {
+        let pem = self
+            .compose(&["exec", "-T", "nginx", "cat", "/etc/nginx/tls/ca.crt"])
+            .await?;
+        ensure!(
+            pem.contains("BEGIN CERTIFICATE"),
+            "no CA certificate in the nginx container: {pem}"
+        );
+        Ok(pem)
     }
 
     /// `docker compose` on this project, with the committed compose file.
@@ -169,9 +187,16 @@ struct Api {
 }
 
 impl Api {
-    fn new(base: &str) -> Result<Self> {
+    /// `ca` signed nginx's certificate; it is the only extra root trusted.
+    fn new(base: &str, ca: &std::path::Path) -> Result<Self> {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        Self::with_ca_pem(base, &pem)
+    }
+
+    fn with_ca_pem(base: &str, pem: &[u8]) -> Result<Self> {
         Ok(Self {
             client: reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(pem)?)
                 .timeout(Duration::from_secs(30))
                 .build()?,
             base: base.trim_end_matches('/').to_owned(),
@@ -542,9 +567,20 @@ async fn down_and_up_keeps_the_data_and_down_v_drops_it(project: &Project) -> Re
         started.elapsed()
     );
 
+    // The same client, trusting the CA made at the first start, still
+    // verified nginx's certificate above: the CA is kept with the data.
+    // `down -v` drops it with the data, and nginx makes a new one.
+    let old_ca = project.nginx_ca().await?;
     project.compose(&["down", "-v"]).await?;
     project.compose(&["up", "-d", "--no-build"]).await?;
     project.wait_healthy(3, Duration::from_secs(180)).await?;
+    let new_ca = project.nginx_ca().await?;
+    ensure!(new_ca != old_ca, "the local CA survived down -v");
+    ensure!(
+        api.get("/api/tags").await.is_err(),
+        "a client trusting only the dropped CA was served"
+    );
+    let api = Api::with_ca_pem(&api.base, new_ca.as_bytes())?;
     let count_fresh = articles_count(&api).await?;
     ensure!(
         count_fresh == 0,

@@ -99,11 +99,11 @@ struct Api {
 }
 
 impl Api {
-    fn new(base: &str) -> Result<Self> {
+    /// `builder` brings the trust in nginx's certificate
+    /// ([`Stack::client_builder`]).
+    fn new(base: &str, builder: reqwest::ClientBuilder) -> Result<Self> {
         Ok(Self {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
+            client: builder.timeout(Duration::from_secs(30)).build()?,
             base: base.to_owned(),
         })
     }
@@ -189,7 +189,7 @@ fn assert_no_failures(what: &str, failures: &[String], total: usize) -> Result<(
 #[tokio::test]
 async fn requests_are_spread_over_every_replica() -> Result<()> {
     with_stack(async |stack, _| {
-        let api = Api::new(&stack.url())?;
+        let api = Api::new(&stack.url(), stack.client_builder()?)?;
         let mut tasks = Vec::new();
         for _ in 0..6 {
             let api = api.clone();
@@ -237,7 +237,7 @@ async fn requests_are_spread_over_every_replica() -> Result<()> {
 #[tokio::test]
 async fn replica_killed_with_sigkill_during_2000_gets_fails_no_request() -> Result<()> {
     with_stack(async |stack, _| {
-        let api = Api::new(&stack.url())?;
+        let api = Api::new(&stack.url(), stack.client_builder()?)?;
         let token = api.register("reader").await?;
         let slug = api
             .create_article_ok(&token, "Read me while replicas die")
@@ -296,7 +296,7 @@ async fn replica_killed_with_sigkill_during_2000_gets_fails_no_request() -> Resu
 #[tokio::test]
 async fn rolling_restart_during_reads_and_writes_fails_nothing_and_loses_no_write() -> Result<()> {
     with_stack(async |stack, _| {
-        let api = Api::new(&stack.url())?;
+        let api = Api::new(&stack.url(), stack.client_builder()?)?;
         let token = api.register("writer").await?;
         let stop = Arc::new(AtomicBool::new(false));
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -408,7 +408,7 @@ struct WriteOutcome {
 async fn postgres_restart_gives_fast_503s_recovers_within_5_s_and_keeps_every_acknowledged_write()
 -> Result<()> {
     with_stack(async |stack, _| {
-        let api = Api::new(&stack.url())?;
+        let api = Api::new(&stack.url(), stack.client_builder()?)?;
         let token = api.register("durable").await?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
@@ -571,7 +571,7 @@ async fn whole_stack_stopped_and_started_again_keeps_all_data() -> Result<()> {
     let config = stack_config(dir.path())?;
 
     let stack = Stack::start(config.clone()).await?;
-    let api = Api::new(&stack.url())?;
+    let api = Api::new(&stack.url(), stack.client_builder()?)?;
     let token = api.register("persistent").await?;
     let mut slugs = Vec::new();
     for i in 0..5 {
@@ -584,7 +584,7 @@ async fn whole_stack_stopped_and_started_again_keeps_all_data() -> Result<()> {
 
     // Same data directory and secrets, new processes (and new ports).
     let stack = Stack::start(config).await?;
-    let api = Api::new(&stack.url())?;
+    let api = Api::new(&stack.url(), stack.client_builder()?)?;
     let result: Result<()> = async {
         let login = api.login("persistent").await?;
         ensure!(
@@ -625,7 +625,7 @@ async fn whole_stack_stopped_and_started_again_keeps_all_data() -> Result<()> {
 #[tokio::test]
 async fn login_above_the_rate_limit_gets_429_from_nginx_while_other_endpoints_work() -> Result<()> {
     with_stack(async |stack, _| {
-        let api = Api::new(&stack.url())?;
+        let api = Api::new(&stack.url(), stack.client_builder()?)?;
         let token = api.register("hasty").await?;
         let mut logins = Vec::new();
         for _ in 0..40 {

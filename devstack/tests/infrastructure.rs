@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use devstack::nginx::Nginx;
+use devstack::nginx::{Nginx, NginxPorts};
 use devstack::postgres::{PostgresCluster, ScratchDatabase, psql, random_hex, test_database_url};
 use devstack::{Echo, free_port, project_root};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -84,6 +84,113 @@ async fn scratch_database_gives_the_app_role_rows_but_no_ddl_and_is_dropped() ->
     Ok(())
 }
 
+/// nginx with the production config in front of `upstream_ports`, on free
+/// ports, with a local CA and certificate made in `dir/tls`.
+fn production_nginx(dir: &std::path::Path, upstream_ports: &[u16]) -> Result<Nginx> {
+    Ok(Nginx::new(
+        &project_root().join("docker/nginx/nginx.conf"),
+        &dir.join("nginx"),
+        NginxPorts {
+            https: free_port()?,
+            http: free_port()?,
+        },
+        &dir.join("tls"),
+        upstream_ports,
+        Echo::Quiet,
+    ))
+}
+
+/// Plain HTTP never reaches a replica: every request gets a 308 to the same
+/// URL over HTTPS. Over HTTPS the certificate verifies against the local CA,
+/// every answer (the replica's and nginx's own errors) carries HSTS, and the
+/// replica learns the request came over HTTPS.
+#[tokio::test]
+async fn nginx_redirects_plain_http_and_serves_https_with_hsts() -> Result<()> {
+    devstack::kill_children_on_signal();
+    let dir = tempfile::tempdir()?;
+    let (upstream_port, received) = recording_upstream().await?;
+    let mut nginx = production_nginx(dir.path(), &[upstream_port])?;
+    nginx.start().await?;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/tags?limit=5"),
+        (reqwest::Method::POST, "/api/users/login"),
+        (reqwest::Method::GET, "/docs"),
+    ] {
+        let response = plain
+            .request(method.clone(), format!("{}{path}", nginx.http_url()))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 308, "{method} {path} over plain HTTP");
+        assert_eq!(
+            response.headers()["location"],
+            format!("{}{path}", nginx.url()).as_str(),
+            "{method} {path}"
+        );
+    }
+    assert!(
+        received
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .is_empty(),
+        "a plain HTTP request reached the replica"
+    );
+
+    // Without the local CA the certificate is refused: nothing is trusted
+    // by accident.
+    let untrusting = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let refused = untrusting
+        .get(format!("{}/api/tags", nginx.url()))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a certificate from an unknown CA was accepted"
+    );
+
+    let client = nginx
+        .client_builder()?
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let response = client
+        .get(format!("{}/api/tags", nginx.url()))
+        .header("X-Request-ID", "over-tls")
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=63072000"
+    );
+    // nginx's own answers carry it too: a body over 1 MiB gets its 413.
+    let response = client
+        .post(format!("{}/api/articles", nginx.url()))
+        .body(vec![b'x'; 2 * 1024 * 1024])
+        .send()
+        .await?;
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["strict-transport-security"],
+        "max-age=63072000"
+    );
+
+    let received = received
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    let headers = received
+        .iter()
+        .find(|headers| header(headers, "x-request-id") == Some("over-tls"))
+        .context("the upstream never got the HTTPS request")?;
+    assert_eq!(header(headers, "x-forwarded-proto"), Some("https"));
+    nginx.stop().await
+}
+
 /// nginx with the production config, upstreams that refuse connections: the
 /// rate limit answers before any upstream is tried, and nginx's own errors
 /// carry JSON and a request id.
@@ -92,15 +199,10 @@ async fn nginx_rate_limits_login_and_answers_its_own_errors_in_json() -> Result<
     devstack::kill_children_on_signal();
     let dir = tempfile::tempdir()?;
     let dead_upstreams = [free_port()?, free_port()?];
-    let mut nginx = Nginx::new(
-        &project_root().join("docker/nginx/nginx.conf"),
-        &dir.path().join("nginx"),
-        free_port()?,
-        &dead_upstreams,
-        Echo::Quiet,
-    );
+    let mut nginx = production_nginx(dir.path(), &dead_upstreams)?;
     nginx.start().await?;
-    let client = reqwest::Client::builder()
+    let client = nginx
+        .client_builder()?
         .timeout(Duration::from_secs(10))
         .build()?;
 
@@ -214,15 +316,10 @@ async fn nginx_passes_trace_context_through_unchanged_and_logs_the_trace_id() ->
     devstack::kill_children_on_signal();
     let dir = tempfile::tempdir()?;
     let (upstream_port, received) = recording_upstream().await?;
-    let mut nginx = Nginx::new(
-        &project_root().join("docker/nginx/nginx.conf"),
-        &dir.path().join("nginx"),
-        free_port()?,
-        &[upstream_port],
-        Echo::Quiet,
-    );
+    let mut nginx = production_nginx(dir.path(), &[upstream_port])?;
     nginx.start().await?;
-    let client = reqwest::Client::builder()
+    let client = nginx
+        .client_builder()?
         .timeout(Duration::from_secs(10))
         .build()?;
 

@@ -192,11 +192,11 @@ def main() -> int:
         ports = service.get("ports", [])
         if name != PUBLIC_SERVICE and ports:
             problems.append(f"service {name} publishes {ports}")
-        if name == PUBLIC_SERVICE and [port.get("target") for port in ports] != [8080]:
-            problems.append(f"service {name} should publish container port 8080 only, publishes {ports}")
+        if name == PUBLIC_SERVICE and sorted(port.get("target") for port in ports) != [8080, 8443]:
+            problems.append(f"service {name} should publish container ports 8443 (HTTPS) and 8080 (redirect) only, publishes {ports}")
     if PUBLIC_SERVICE not in services:
         problems.append(f"no {PUBLIC_SERVICE} service")
-    checks.check("nginx publishes the only port (8080)", problems)
+    checks.check("nginx publishes the only ports (8443 HTTPS, 8080 redirect)", problems)
 
     # Secrets in compose.yaml: required, never defaulted, never literal.
     problems = []

@@ -1,15 +1,19 @@
-//! Resource abuse through the real nginx in front of two replicas: a 100 MB
-//! body, a body trickled at one byte a second, thousands of idle connections
+//! Resource abuse through the real nginx (its HTTPS port, over TLS) in front
+//! of two replicas: a 100 MB body, a body trickled at one byte a second,
+//! thousands of idle connections (half never starting TLS, half stopping in
+//! the middle of their headers)
 //! and a login flood, while a normal client keeps calling the API and its
 //! success rate and latency are measured. Afterwards, no secret of the stack
 //! appears in any process's log, in the replicas' metrics or in the error
 //! bodies the attacks received.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use devstack::nginx::tls_connect;
 use devstack::{Database, Stack, StackConfig, project_root};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,11 +33,12 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// recorded as (succeeded, latency).
 fn normal_client(
     base: String,
+    builder: reqwest::ClientBuilder,
     stop: Arc<AtomicBool>,
     samples: Arc<Mutex<Vec<(bool, Duration)>>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let http = reqwest::Client::builder()
+        let http = builder
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_else(|error| panic!("client: {error}"));
@@ -73,12 +78,13 @@ async fn measure(samples: &Mutex<Vec<(bool, Duration)>>) -> (usize, usize, Durat
 /// comes or `limit` passes. Returns the bytes sent, the status and text of
 /// the answer, and when it came.
 async fn slow_body(
+    tls_dir: &Path,
     port: u16,
     token: &str,
     trickle: bool,
     limit: Duration,
 ) -> Result<(usize, Option<u16>, String, Duration)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut stream = tls_connect(tls_dir, port).await?;
     stream
         .write_all(
             format!(
@@ -125,12 +131,13 @@ async fn slow_body(
 /// as long as nginx reads; returns the status nginx answered with, the body,
 /// and how many bytes it took before answering.
 async fn hundred_megabytes(
+    tls_dir: &Path,
     port: u16,
     token: &str,
     chunked: bool,
 ) -> Result<(Option<u16>, String, usize)> {
     const SIZE: usize = 100 * 1024 * 1024;
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut stream = tls_connect(tls_dir, port).await?;
     let framing = if chunked {
         "Transfer-Encoding: chunked".to_owned()
     } else {
@@ -145,7 +152,7 @@ async fn hundred_megabytes(
             .as_bytes(),
         )
         .await?;
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let writing = tokio::spawn(async move {
         let block = vec![b'x'; 64 * 1024];
         let mut sent = 0;
@@ -220,15 +227,26 @@ async fn abuse_through_nginx_is_refused_while_normal_clients_are_served() -> Res
 }
 
 async fn attack(stack: &Stack, fd_limit: u64) -> Result<()> {
+    // Everything goes to nginx's HTTPS port, over TLS verified against the
+    // stack's local CA, as clients reach it.
     let base = stack.url();
-    let port = stack.nginx.port;
-    let http = support::client();
+    let port = stack.nginx.ports.https;
+    let tls_dir = stack.nginx.tls_dir.clone();
+    let http = stack
+        .client_builder()?
+        .timeout(Duration::from_secs(30))
+        .build()?;
     let token = register(&http, &base, "abused", "abused-password").await?;
     let mut error_bodies = Vec::new();
 
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new(Vec::new()));
-    let client = normal_client(base.clone(), stop.clone(), samples.clone());
+    let client = normal_client(
+        base.clone(),
+        stack.client_builder()?,
+        stop.clone(),
+        samples.clone(),
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (ok, total, p50, p99) = measure(&samples).await;
     eprintln!("normal client alone: {ok}/{total} ok, p50 {p50:?}, p99 {p99:?}");
@@ -236,7 +254,7 @@ async fn attack(stack: &Stack, fd_limit: u64) -> Result<()> {
 
     // 1. 100 MB bodies: refused with 413 before they are read.
     for chunked in [false, true] {
-        let (status, text, sent) = hundred_megabytes(port, &token, chunked).await?;
+        let (status, text, sent) = hundred_megabytes(&tls_dir, port, &token, chunked).await?;
         eprintln!(
             "100 MB body ({}): {status:?} after {:.1} MB written",
             if chunked { "chunked" } else { "Content-Length" },
@@ -263,29 +281,38 @@ async fn attack(stack: &Stack, fd_limit: u64) -> Result<()> {
     let opened = Instant::now();
     let mut idle = Vec::with_capacity(wanted);
     let mut refused = 0usize;
+    let mut half_sent = Vec::with_capacity(wanted / 2);
     for index in 0..wanted {
-        match tokio::time::timeout(
-            Duration::from_secs(2),
-            TcpStream::connect(("127.0.0.1", port)),
-        )
-        .await
-        {
-            Ok(Ok(mut stream)) => {
-                // Half send nothing; half start a request and never finish
-                // its headers (slowloris).
-                if index % 2 == 1 {
+        // Half open a connection and never start TLS; half finish the
+        // handshake, start a request and never finish its headers
+        // (slowloris).
+        if index % 2 == 0 {
+            match tokio::time::timeout(
+                Duration::from_secs(2),
+                TcpStream::connect(("127.0.0.1", port)),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => idle.push(stream),
+                _ => refused += 1,
+            }
+        } else {
+            match tokio::time::timeout(Duration::from_secs(5), tls_connect(&tls_dir, port)).await {
+                Ok(Ok(mut stream)) => {
                     let _ = stream
                         .write_all(b"GET /api/tags HTTP/1.1\r\nHost: x\r\n")
                         .await;
+                    half_sent.push(stream);
                 }
-                idle.push(stream);
+                _ => refused += 1,
             }
-            _ => refused += 1,
         }
     }
     eprintln!(
-        "{} idle connections open ({refused} not accepted) in {:?}",
+        "{} idle connections open ({} without TLS, {} half-sent over TLS; {refused} not accepted) in {:?}",
+        idle.len() + half_sent.len(),
         idle.len(),
+        half_sent.len(),
         opened.elapsed()
     );
 
@@ -296,11 +323,13 @@ async fn attack(stack: &Stack, fd_limit: u64) -> Result<()> {
     let limit = REQUEST_DEADLINE + Duration::from_secs(10);
     let trickled = tokio::spawn({
         let token = token.clone();
-        async move { slow_body(port, &token, true, limit).await }
+        let tls_dir = tls_dir.clone();
+        async move { slow_body(&tls_dir, port, &token, true, limit).await }
     });
     let stalled = tokio::spawn({
         let token = token.clone();
-        async move { slow_body(port, &token, false, limit).await }
+        let tls_dir = tls_dir.clone();
+        async move { slow_body(&tls_dir, port, &token, false, limit).await }
     });
     let trickled = trickled.await??;
     let stalled = stalled.await??;
@@ -323,7 +352,7 @@ async fn attack(stack: &Stack, fd_limit: u64) -> Result<()> {
     }
     eprintln!(
         "normal client during {} idle connections and the slow bodies: {ok}/{total} ok, p50 {p50:?}, p99 {p99:?}",
-        idle.len()
+        idle.len() + half_sent.len()
     );
     if ok != total || total == 0 {
         failures.push(format!(
@@ -365,6 +394,7 @@ async fn attack(stack: &Stack, fd_limit: u64) -> Result<()> {
         ));
     }
     drop(idle);
+    drop(half_sent);
 
     // 4. A login flood: 429 from nginx past the burst, other endpoints fine.
     let flood: Vec<_> = (0..60)
