@@ -139,6 +139,9 @@ pub struct PostgresCluster {
     superuser_password: String,
     bin_dir: PathBuf,
     run_as: Option<SystemUser>,
+    /// `-c name=value` given after the defaults, so they win (see
+    /// [`PostgresCluster::set`]).
+    settings: Vec<(String, String)>,
     process: Option<ManagedChild>,
     pub log: LogTail,
     echo: Echo,
@@ -160,6 +163,7 @@ impl PostgresCluster {
             superuser_password: superuser_password.to_owned(),
             bin_dir: server_bin_dir()?,
             run_as: server_user()?,
+            settings: Vec::new(),
             process: None,
             log: LogTail::default(),
             echo,
@@ -196,8 +200,17 @@ impl PostgresCluster {
         result.map(|_| ())
     }
 
-    /// Gives `path` to the server user (when running as root).
-    fn hand_to_server_user(&self, path: &Path, mode: u32) -> Result<()> {
+    /// A server setting for the next [`start`](Self::start), overriding the
+    /// defaults there: tests turn on TLS (`ssl`, `ssl_cert_file`, ...) or
+    /// listen on more loopback addresses this way.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.settings.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Gives `path` to the server user (when running as root) with `mode`,
+    /// and lets that user reach it: for files the server reads, such as a
+    /// TLS key (which PostgreSQL wants owned by its user, mode 0600).
+    pub fn hand_to_server_user(&self, path: &Path, mode: u32) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         if let Some(user) = &self.run_as {
@@ -246,6 +259,9 @@ impl PostgresCluster {
             .args(["-c", "max_connections=200"])
             .args(["-c", "log_min_messages=warning"])
             .args(["-c", "log_line_prefix=%m [%p] "]);
+        for (name, value) in &self.settings {
+            command.arg("-c").arg(format!("{name}={value}"));
+        }
         self.process = Some(ManagedChild::spawn(
             "postgres", command, &self.log, self.echo,
         )?);
