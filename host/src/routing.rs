@@ -1,12 +1,20 @@
 //! HTTP routes from `[[trigger.http]]`, matched with Spin's rules (the same
 //! `routefinder` precedence Spin uses): exact paths beat `:name` parameters,
 //! which beat trailing `/...` wildcards, and longer prefixes beat shorter.
-//! The match also yields the `spin-*` request headers `spin-sdk` reads.
+//!
+//! The match also yields the `spin-*` request headers a component reads, as
+//! Spin 3.6 sets them for every component it runs (`compute_default_headers`
+//! and `prepare_header_key` in Spin's `crates/trigger-http/src/headers.rs`,
+//! the values from `RouteMatch` in `crates/routes/src/lib.rs`): seven headers
+//! on every request plus one `spin-path-match-<name>` per route parameter,
+//! and nothing else. Spin keeps `x-*` aliases (`X_FULL_URL`, ...) only for
+//! Wagi's environment variables; a `wasi:http` component never sees them.
 
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use routefinder::{RouteSpec, Segment};
 
 use crate::manifest::HttpTrigger;
 
@@ -18,24 +26,30 @@ struct Handler {
     headers: Arc<RouteHeaders>,
 }
 
-/// The `spin-*` header values that depend on the route alone, made once.
+/// The `spin-*` header names and values that depend on the route alone,
+/// made once when the routes are built.
 #[derive(Debug, PartialEq, Eq)]
 struct RouteHeaders {
-    /// The route as written (`spin-matched-route`, `spin-raw-component-route`).
+    /// `spin-matched-route`: the route as Spin's router keeps it, joined to
+    /// the application's base `/`, which drops one trailing `/` (`/` itself
+    /// becomes the empty string).
+    matched_route: HeaderValue,
+    /// `spin-raw-component-route`: the route as written.
     raw_route: HeaderValue,
-    /// The route without its `/...` suffix (`spin-component-route`).
-    prefix: HeaderValue,
+    /// `spin-component-route`: the route without its `/...` suffix (empty
+    /// for `/...`).
+    component_route: HeaderValue,
+    /// `spin-path-match-<name>` for each `:name` in the route.
+    params: Vec<(String, HeaderName)>,
 }
 
-/// A `spin-*` header and its `x-*` alias.
-macro_rules! spin_header {
-    ($name:literal) => {
-        (
-            HeaderName::from_static(concat!("spin-", $name)),
-            HeaderName::from_static(concat!("x-", $name)),
-        )
-    };
-}
+const PATH_INFO: HeaderName = HeaderName::from_static("spin-path-info");
+const FULL_URL: HeaderName = HeaderName::from_static("spin-full-url");
+const MATCHED_ROUTE: HeaderName = HeaderName::from_static("spin-matched-route");
+const BASE_PATH: HeaderName = HeaderName::from_static("spin-base-path");
+const RAW_COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-raw-component-route");
+const COMPONENT_ROUTE: HeaderName = HeaderName::from_static("spin-component-route");
+const CLIENT_ADDR: HeaderName = HeaderName::from_static("spin-client-addr");
 
 pub struct Router {
     inner: routefinder::Router<Handler>,
@@ -55,14 +69,34 @@ pub struct RouteMatch {
 }
 
 impl RouteHeaders {
-    fn new(route: &str) -> Result<Self> {
+    fn new(route: &str, spec: &RouteSpec) -> Result<Self> {
         let value = |v: &str| {
             HeaderValue::from_str(v)
                 .map_err(|_| anyhow!("route `{route}` is not a valid header value"))
         };
+        let params = spec
+            .segments()
+            .iter()
+            .filter_map(|segment| match segment {
+                Segment::Param(name) => Some(name.to_string()),
+                _ => None,
+            })
+            // Spin spells the name `SPIN_PATH_MATCH_<NAME>` and turns `_`
+            // into `-` on the way to a header (`:user_id` gives
+            // `spin-path-match-user-id`); a name that cannot be a header
+            // name is left out, as Spin leaves it out.
+            .filter_map(|name| {
+                let header =
+                    format!("spin-path-match-{}", name.replace('_', "-")).to_ascii_lowercase();
+                let header = HeaderName::from_bytes(header.as_bytes()).ok()?;
+                Some((name, header))
+            })
+            .collect();
         Ok(RouteHeaders {
+            matched_route: value(route.strip_suffix('/').unwrap_or(route))?,
             raw_route: value(route)?,
-            prefix: value(route.strip_suffix("/...").unwrap_or(route))?,
+            component_route: value(route.strip_suffix("/...").unwrap_or(route))?,
+            params,
         })
     }
 }
@@ -76,20 +110,17 @@ impl Router {
                 // Spin lets the last duplicate win; refusing is kinder.
                 return Err(anyhow!("route `{}` is declared twice", trigger.route));
             }
-            let spec = match trigger.route.strip_suffix("/...") {
-                Some(prefix) => format!("{prefix}/*"),
-                None => trigger.route.clone(),
+            let spec: RouteSpec = match trigger.route.strip_suffix("/...") {
+                Some(prefix) => format!("{prefix}/*").parse(),
+                None => trigger.route.parse(),
+            }
+            .map_err(|e| anyhow!("invalid route `{}`: {e}", trigger.route))?;
+            let handler = Handler {
+                component: trigger.component.clone(),
+                raw_route: trigger.route.clone(),
+                headers: Arc::new(RouteHeaders::new(&trigger.route, &spec)?),
             };
-            inner
-                .add(
-                    spec.as_str(),
-                    Handler {
-                        component: trigger.component.clone(),
-                        raw_route: trigger.route.clone(),
-                        headers: Arc::new(RouteHeaders::new(&trigger.route)?),
-                    },
-                )
-                .map_err(|e| anyhow!("invalid route `{}`: {e}", trigger.route))?;
+            inner.add(spec, handler)?;
         }
         Ok(Router { inner })
     }
@@ -122,37 +153,35 @@ impl Router {
 }
 
 impl RouteMatch {
-    /// Sets the headers Spin sets on every request it hands to a component,
-    /// under their `spin-` names and the `x-` aliases. A value that cannot be
-    /// a header (a control character in the URL) leaves its header out.
+    /// Sets the headers Spin 3.6 sets on every request it hands to a
+    /// component, in Spin's order. A value that cannot be a header (a
+    /// control character in the URL) leaves its header out.
+    ///
+    /// Spin appends its headers after any of the same name the client sent;
+    /// here they replace them, so that a guest reading one value reads the
+    /// host's, never a client's forgery (spin-sdk's `Request`, which keeps
+    /// the last value of a name, reads the same under both).
     pub fn insert_spin_headers(&self, headers: &mut HeaderMap, full_url: &str, client_addr: &str) {
-        let mut both = |(spin, x): (HeaderName, HeaderName), value: HeaderValue| {
-            headers.insert(spin, value.clone());
-            headers.insert(x, value);
-        };
-        if let Ok(url) = HeaderValue::from_str(full_url) {
-            both(spin_header!("full-url"), url);
-        }
         let route = &self.headers;
-        both(spin_header!("matched-route"), route.raw_route.clone());
-        both(spin_header!("base-path"), HeaderValue::from_static("/"));
-        both(spin_header!("raw-component-route"), route.raw_route.clone());
-        both(spin_header!("component-route"), route.prefix.clone());
+        if let Ok(info) = HeaderValue::from_str(&self.path_info) {
+            headers.insert(PATH_INFO, info);
+        }
+        if let Ok(url) = HeaderValue::from_str(full_url) {
+            headers.insert(FULL_URL, url);
+        }
+        headers.insert(MATCHED_ROUTE, route.matched_route.clone());
+        // Spin 3 has no application base any more; the header stays, fixed.
+        headers.insert(BASE_PATH, HeaderValue::from_static("/"));
+        headers.insert(RAW_COMPONENT_ROUTE, route.raw_route.clone());
+        headers.insert(COMPONENT_ROUTE, route.component_route.clone());
         if let Ok(client) = HeaderValue::from_str(client_addr) {
-            both(spin_header!("client-addr"), client);
+            headers.insert(CLIENT_ADDR, client);
         }
         for (name, value) in &self.params {
-            let name = name.to_ascii_lowercase();
-            if let (Ok(spin), Ok(x), Ok(value)) = (
-                HeaderName::from_bytes(format!("spin-path-match-{name}").as_bytes()),
-                HeaderName::from_bytes(format!("x-path-match-{name}").as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                both((spin, x), value);
+            let header = route.params.iter().find(|(param, _)| param == name);
+            if let (Some((_, header)), Ok(value)) = (header, HeaderValue::from_str(value)) {
+                headers.insert(header.clone(), value);
             }
-        }
-        if let Ok(info) = HeaderValue::from_str(&self.path_info) {
-            headers.insert(HeaderName::from_static("spin-path-info"), info);
         }
     }
 }
@@ -202,22 +231,84 @@ mod tests {
         assert!(r.route("/nothing").is_none());
     }
 
-    #[test]
-    fn headers_include_aliases_and_parameters() {
-        let r = router(&[("/items/:id/...", "items")]);
-        let m = r.route("/items/42/x").unwrap();
+    /// Every header `insert_spin_headers` sets, in order.
+    fn spin_headers(route: &str, path: &str, full_url: &str) -> Vec<(String, String)> {
+        let m = router(&[(route, "app")]).route(path).unwrap();
         let mut headers = HeaderMap::new();
-        m.insert_spin_headers(&mut headers, "http://h/items/42/x", "127.0.0.1:9");
-        let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok());
-        assert_eq!(get("spin-path-match-id"), Some("42"));
-        assert_eq!(get("x-path-match-id"), Some("42"));
-        assert_eq!(get("spin-path-info"), Some("/x"));
-        assert_eq!(get("spin-component-route"), Some("/items/:id"));
-        assert_eq!(get("x-raw-component-route"), Some("/items/:id/..."));
-        assert_eq!(get("spin-full-url"), Some("http://h/items/42/x"));
-        assert_eq!(get("spin-client-addr"), Some("127.0.0.1:9"));
-        assert_eq!(get("x-base-path"), Some("/"));
-        assert_eq!(headers.len(), 15);
+        m.insert_spin_headers(&mut headers, full_url, "127.0.0.1:9");
+        headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn headers_are_spins_seven_plus_one_per_parameter_and_no_aliases() {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        // The conformance suite's request-shape route and request.
+        assert_eq!(
+            spin_headers(
+                "/base/:path_segment/:path_end/...",
+                "/base/path/end/rest",
+                "http://example.com/base/path/end/rest?key=value",
+            ),
+            pairs(&[
+                ("spin-path-info", "/rest"),
+                (
+                    "spin-full-url",
+                    "http://example.com/base/path/end/rest?key=value"
+                ),
+                ("spin-matched-route", "/base/:path_segment/:path_end/..."),
+                ("spin-base-path", "/"),
+                (
+                    "spin-raw-component-route",
+                    "/base/:path_segment/:path_end/..."
+                ),
+                ("spin-component-route", "/base/:path_segment/:path_end"),
+                ("spin-client-addr", "127.0.0.1:9"),
+                ("spin-path-match-path-segment", "path"),
+                ("spin-path-match-path-end", "end"),
+            ])
+        );
+        // An exact route still gets `spin-path-info`, empty.
+        assert_eq!(
+            spin_headers("/hello", "/hello", "http://h/hello")[0],
+            ("spin-path-info".to_string(), String::new())
+        );
+    }
+
+    #[test]
+    fn route_headers_follow_spins_router_for_root_trailing_slash_and_case() {
+        let header = |route: &str, path: &str, name: &str| {
+            spin_headers(route, path, "http://h/")
+                .into_iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v)
+        };
+        assert_eq!(header("/...", "/", "spin-component-route").unwrap(), "");
+        assert_eq!(header("/...", "/", "spin-path-info").unwrap(), "/");
+        assert_eq!(header("/", "/", "spin-matched-route").unwrap(), "");
+        assert_eq!(header("/", "/", "spin-raw-component-route").unwrap(), "/");
+        assert_eq!(header("/a/", "/a", "spin-matched-route").unwrap(), "/a");
+        assert_eq!(header("/a/", "/a", "spin-component-route").unwrap(), "/a/");
+        assert_eq!(
+            header("/u/:userId", "/u/7", "spin-path-match-userid").unwrap(),
+            "7"
+        );
+    }
+
+    #[test]
+    fn a_spin_header_sent_by_the_client_is_replaced_not_doubled() {
+        let m = router(&[("/a", "app")]).route("/a").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(CLIENT_ADDR, HeaderValue::from_static("10.0.0.1:1"));
+        m.insert_spin_headers(&mut headers, "http://h/a", "127.0.0.1:9");
+        let values: Vec<_> = headers.get_all(CLIENT_ADDR).iter().collect();
+        assert_eq!(values, vec!["127.0.0.1:9"]);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! 4. **get an instance**: fresh, or reused when that is enabled
 //!    ([`crate::instances`]);
 //! 5. **call** `wasi:http/incoming-handler` under the request's deadline;
-//! 6. **respond**: the guest's response, or the error that stopped it.
+//! 6. **respond**: the guest's response as the guest set it (with the
+//!    caller's `X-Request-ID` echoed, only if it sent one), or the error
+//!    that stopped it.
 //!
 //! The body is read before admission so that a slow upload (a body trickled
 //! a byte at a time) holds one of the upload slots until the request's
@@ -191,7 +193,7 @@ fn busy(message: &str) -> Response<HyperOutgoingBody> {
 fn server_span(
     req: &Request<Incoming>,
     matched: Option<&RouteMatch>,
-    id: &HeaderValue,
+    id: &RequestId,
     client: SocketAddr,
 ) -> tracing::Span {
     let span = tracing::info_span!(
@@ -212,7 +214,7 @@ fn server_span(
             .headers()
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok()),
-        request_id = id.to_str().unwrap_or("-"),
+        request_id = id.as_str(),
         wasmhost.component = matched.map(|m| m.component.as_str()),
     );
     telemetry::continue_trace(&span, req.headers());
@@ -227,20 +229,45 @@ fn span_name(method: &http::Method, matched: Option<&RouteMatch>) -> String {
     }
 }
 
-/// The caller's request id if it is a sane token, else a new UUID.
-fn request_id(req: &Request<Incoming>) -> HeaderValue {
-    req.headers()
-        .get(&REQUEST_ID)
-        .filter(|v| {
+/// The request's id for logs and traces: the caller's `X-Request-ID` if it
+/// is a sane token, else a new UUID. Only the caller's own goes back in the
+/// response; a made one stays in the logs and spans, so that a response
+/// carries nothing its guest did not set unless the caller asked for it.
+struct RequestId {
+    value: HeaderValue,
+    from_caller: bool,
+}
+
+impl RequestId {
+    fn of(req: &Request<Incoming>) -> Self {
+        let given = req.headers().get(&REQUEST_ID).filter(|v| {
             let b = v.as_bytes();
             !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic())
-        })
-        .cloned()
-        .unwrap_or_else(|| {
-            let mut buffer = uuid::Uuid::encode_buffer();
-            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
-            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("invalid"))
-        })
+        });
+        match given {
+            Some(value) => RequestId {
+                value: value.clone(),
+                from_caller: true,
+            },
+            None => {
+                let mut buffer = uuid::Uuid::encode_buffer();
+                let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+                RequestId {
+                    value: HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("invalid")),
+                    from_caller: false,
+                }
+            }
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        self.value.to_str().unwrap_or("-")
+    }
+
+    /// The id to echo in the response: the caller's, if it sent one.
+    fn echo(&self) -> Option<HeaderValue> {
+        self.from_caller.then(|| self.value.clone())
+    }
 }
 
 impl Server {
@@ -274,13 +301,13 @@ impl Server {
         client: SocketAddr,
     ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
-        let id = request_id(&req);
+        let id = RequestId::of(&req);
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let matched = self.route(&req);
         let trace = server_span(&req, matched.as_ref(), &id, client);
         let sampled = telemetry::sampled(&trace);
-        let span = tracing::info_span!("request", id = %id.to_str().unwrap_or("-"));
+        let span = tracing::info_span!("request", id = %id.as_str());
         let _in_flight = self.runtime.shared.metrics.request_started();
         let handled = match self
             .dispatch(req, matched, client, started, sampled)
@@ -296,7 +323,11 @@ impl Server {
             reused,
             mut response,
         } = handled;
-        response.headers_mut().insert(REQUEST_ID, id.clone());
+        // The caller's request id goes back only if it sent one, and never
+        // over one the guest set itself.
+        if let Some(echo) = id.echo() {
+            response.headers_mut().entry(REQUEST_ID).or_insert(echo);
+        }
         if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
             // The peer must not send another request on this connection:
             // closing an idle keep-alive connection could race with a request
@@ -694,27 +725,27 @@ impl hyper::body::Body for Driven {
     }
 }
 
-/// The request as the guest sees it: Spin's `spin-*` headers added, a `Host`
-/// header guaranteed, hop-by-hop `Connection` removed.
+/// The request as the guest sees it, as Spin 3.6 hands it over: the
+/// caller's headers and Spin's `spin-*` headers ([`RouteMatch`]), the full
+/// URL built from the `Host` header (`localhost` without one) as Spin builds
+/// it. wasi:http withholds `Host`, `Connection` and the other hop-by-hop
+/// headers from the guest, in Spin as here; `Host` still names the request's
+/// authority, so a request without one gets `localhost`.
 fn guest_request(
     mut parts: http::request::Parts,
     body: Bytes,
     matched: &RouteMatch,
     client: SocketAddr,
 ) -> Request<Full<Bytes>> {
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_string();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    let full_url = format!("http://{host}{path_and_query}");
+    let full_url = {
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        format!("http://{host}{path_and_query}")
+    };
     matched.insert_spin_headers(&mut parts.headers, &full_url, &client.to_string());
     if !parts.headers.contains_key(http::header::HOST) {
         parts

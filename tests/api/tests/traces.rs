@@ -18,6 +18,9 @@ use support::Server;
 /// The caller's trace: what nginx or a client in front of the replica sends.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+/// The caller's request id, as nginx in front of the replicas always sends
+/// one.
+const REQUEST_ID: &str = "traced-read-7f3a";
 
 async fn register_and_publish(server: &Server, name: &str) -> (String, String) {
     let reply = server
@@ -43,13 +46,15 @@ async fn register_and_publish(server: &Server, name: &str) -> (String, String) {
     (token, slug)
 }
 
-/// GET /api/articles/{slug} with a token and the caller's `traceparent`;
-/// returns the request id the host answered with.
+/// GET /api/articles/{slug} with a token and the caller's `traceparent` and
+/// request id; returns the request id the host answered with (its echo of
+/// the caller's).
 async fn read_traced(server: &Server, token: &str, slug: &str) -> String {
     let response = reqwest::Client::new()
         .get(format!("{}/articles/{slug}", server.api.base))
         .header("authorization", format!("Token {token}"))
         .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .header("x-request-id", REQUEST_ID)
         .send()
         .await
         .expect("GET article");
@@ -57,7 +62,7 @@ async fn read_traced(server: &Server, token: &str, slug: &str) -> String {
     response
         .headers()
         .get("x-request-id")
-        .expect("a request id")
+        .expect("the caller's request id, echoed")
         .to_str()
         .unwrap()
         .to_owned()
@@ -95,6 +100,7 @@ async fn check_trace(receiver: Receiver, user: &str) {
     let (token, slug) = register_and_publish(&server, user).await;
     let before = server.statements().await.unwrap();
     let request_id = read_traced(&server, &token, &slug).await;
+    assert_eq!(request_id, REQUEST_ID);
     let statements = (server.statements().await.unwrap() - before) as usize;
     assert!(statements >= 1, "the read ran no SQL");
 
