@@ -614,3 +614,61 @@ def test_database_urls_verify_the_server_against_the_bundle_the_pods_mount():
     assert chart["database"]["external"]["caBundleConfigMap"] == config_map
     templates = (REPOSITORY_ROOT / "k8s/helm/conduit/templates/api-deployment.yaml").read_text()
     assert f"mountPath: {directory}" in templates
+
+
+# --- backups --------------------------------------------------------------------------------------
+
+
+def plain(value):
+    """python-hcl2 wraps attribute values in one-element lists; blocks stay lists of dicts."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        if len(value) == 1 and not isinstance(value[0], dict):
+            return plain(value[0])
+        return [plain(item) for item in value]
+    return value
+
+
+def resource_bodies(path: Path) -> dict:
+    import hcl2
+
+    with path.open(encoding="utf-8") as handle:
+        document = hcl2.load(handle)
+    bodies = {}
+    for block in document.get("resource", []):
+        for kind, named in block.items():
+            for name, body in named.items():
+                bodies[(kind, name)] = plain(body)
+    return bodies
+
+
+def test_rds_keeps_point_in_time_recovery_and_its_backups_after_deletion():
+    (instance,) = [body for (kind, _), body in resource_bodies(TERRAFORM_ROOT / "modules/rds/main.tf").items()
+                   if kind == "aws_db_instance"]
+    assert instance["backup_retention_period"] == "${var.backup_retention_days}"
+    assert instance["delete_automated_backups"] is False
+    assert variable_default("modules/rds", "skip_final_snapshot") is False
+    prod = parse_module_body(TERRAFORM_ROOT / "environments/prod/main.tf", "rds")
+    assert prod["backup_retention_days"] >= 7 and prod["skip_final_snapshot"] is False
+
+
+def test_backup_bucket_is_private_encrypted_versioned_expiring_and_written_only_by_the_cronjob():
+    bodies = resource_bodies(TERRAFORM_ROOT / "modules/backups/main.tf")
+    block = bodies[("aws_s3_bucket_public_access_block", "backups")]
+    assert all(block[key] is True for key in
+               ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))
+    assert bodies[("aws_s3_bucket_versioning", "backups")]["versioning_configuration"][0]["status"] == "Enabled"
+    (rule,) = bodies[("aws_s3_bucket_server_side_encryption_configuration", "backups")]["rule"]
+    assert rule["apply_server_side_encryption_by_default"][0]["sse_algorithm"] == "aws:kms"
+    rules = bodies[("aws_s3_bucket_lifecycle_configuration", "backups")]["rule"]
+    assert any(r.get("expiration") for r in rules) and any(r.get("noncurrent_version_expiration") for r in rules)
+    text = (TERRAFORM_ROOT / "modules/backups/main.tf").read_text()
+    assert "system:serviceaccount:${var.namespace}:${var.service_account}" in text
+    chart = yaml.safe_load((REPOSITORY_ROOT / "k8s/helm/conduit/values.yaml").read_text()) \
+        if (REPOSITORY_ROOT / "k8s").is_dir() else None
+    if chart is not None:
+        assert variable_default("modules/backups", "service_account") == "conduit-backup"
+        assert variable_default("modules/backups", "prefix") == chart["backup"]["s3"]["prefix"]
+    for environment in ENVIRONMENTS:
+        assert {"backup_bucket", "backup_role_arn"} <= load(f"environments/{environment}").outputs

@@ -66,6 +66,19 @@ module "rds" {
   tags = local.tags
 }
 
+# Off-cluster copies of the database: the Helm chart's backup CronJob (backup.target s3) writes
+# its dumps here through this IRSA role (outputs backup_bucket, backup_role_arn).
+module "backups" {
+  source = "../../modules/backups"
+
+  name                      = local.name
+  oidc_provider_arn         = module.cluster.oidc_provider_arn
+  retention_days            = 35
+  noncurrent_retention_days = 30
+
+  tags = local.tags
+}
+
 # Both providers authenticate with a short-lived token from the AWS CLI, so no credential is
 # stored in the state; they reach the cluster created above in the same apply.
 provider "kubernetes" {

@@ -74,3 +74,13 @@ output "database_app_password" {
   value       = var.enable_rds ? module.rds[0].app_password : null
   sensitive   = true
 }
+
+output "backup_bucket" {
+  description = "S3 bucket of the database dumps (Helm value backup.s3.bucket)."
+  value       = module.backups.bucket
+}
+
+output "backup_role_arn" {
+  description = "IRSA role of the backup CronJob (Helm value backup.s3.roleArn)."
+  value       = module.backups.role_arn
+}

@@ -141,7 +141,14 @@ resource "aws_db_instance" "postgres" {
   iam_database_authentication_enabled = true
   auto_minor_version_upgrade          = true
 
-  backup_retention_period   = var.backup_retention_days
+  # Automated backups are daily snapshots plus the transaction log: point-in-time recovery to
+  # any second of the retention window (up to about five minutes ago).
+  backup_retention_period = var.backup_retention_days
+  backup_window           = "02:00-03:00"
+  maintenance_window      = "sun:04:00-sun:05:00"
+  # Deleting the instance keeps its automated backups for their retention period, so even a
+  # deleted database can be restored to a point in time.
+  delete_automated_backups  = false
   copy_tags_to_snapshot     = true
   deletion_protection       = var.deletion_protection
   skip_final_snapshot       = var.skip_final_snapshot
