@@ -56,6 +56,7 @@ VARIANTS = {
     ),
     "kustomize-prod": dict(
         runtime="container", database="internal", replicas=None, autoscaling=True, issuer=PRODUCTION,
+        backup="pvc",
     ),
     "kustomize-prod-external-db": dict(
         runtime="container", database="external", replicas=None, autoscaling=True, issuer=PRODUCTION,
@@ -65,6 +66,7 @@ VARIANTS = {
     ),
     "kustomize-spinkube-prod": dict(
         runtime="spinkube", database="internal", replicas=None, autoscaling=True, issuer=PRODUCTION,
+        backup="pvc",
     ),
     "helm-default": dict(
         runtime="container", database="internal", replicas=1, autoscaling=False,
@@ -92,6 +94,14 @@ VARIANTS = {
     "helm-spinkube-telemetry": dict(
         runtime="spinkube", database="internal", replicas=1, autoscaling=False, traces=TRACES_OUTSIDE,
         issuer=STAGING, cluster_issuer=True,
+    ),
+    "helm-backup-pvc": dict(
+        runtime="container", database="internal", replicas=1, autoscaling=False,
+        issuer=STAGING, cluster_issuer=True, backup="pvc",
+    ),
+    "helm-backup-s3": dict(
+        runtime="container", database="external", replicas=1, autoscaling=False,
+        issuer=STAGING, cluster_issuer=True, backup="s3",
     ),
     "helm-tls-existing-secret": dict(
         runtime="container", database="internal", replicas=1, autoscaling=False, issuer=None,
@@ -194,6 +204,8 @@ def test_database_lives_only_on_a_persistent_volume_claim(variant):
         for doc in docs
         if doc["kind"] in WORKLOAD_KINDS
         and any(c["image"].split("/")[-1].startswith("postgres:") for c in containers(pod_spec(doc)))
+        # The backup CronJob runs the server's image for its pg_dump, not a server.
+        and doc["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "backup"
     ]
     if expected["database"] == "external":
         assert not postgres_workloads, f"{name}: external database, yet a PostgreSQL workload is rendered"
@@ -326,6 +338,45 @@ def test_network_is_default_deny_and_only_clients_reach_the_database(variant):
                 ]
             }
         }, f"{name}: PostgreSQL admits more than the API and the migration Job"
+
+
+def test_backups_are_scheduled_where_the_variant_says(variant):
+    name, expected, docs = variant
+    cronjobs = [doc for doc in of_kind(docs, "CronJob") if doc["metadata"]["name"] == "conduit-backup"]
+    target = expected.get("backup")
+    if target is None:
+        assert not cronjobs, f"{name}: a backup CronJob nobody asked for"
+        return
+    assert len(cronjobs) == 1, f"{name}: no backup CronJob"
+    (cronjob,) = cronjobs
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid", f"{name}: backups may overlap"
+    spec = pod_spec(cronjob)
+    (dump,) = [c for c in containers(spec) if c["name"] == "dump"]
+    script = " ".join(dump.get("command", []) + dump.get("args", []))
+    assert "pg_dump --format=custom" in script and "sha256sum" in script, f"{name}: not a checksummed custom-format dump"
+    (url,) = [e for e in dump["env"] if e["name"] == "DATABASE_URL"]
+    assert url["valueFrom"]["secretKeyRef"]["key"] == "migrate_db_url", f"{name}: backup does not connect as conduit_owner"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    if target == "pvc":
+        claim = volumes["backups"]["persistentVolumeClaim"]["claimName"]
+        claims = {doc["metadata"]["name"] for doc in of_kind(docs, "PersistentVolumeClaim")}
+        assert claim in claims, f"{name}: the backup PVC {claim} is not rendered"
+    else:
+        (upload,) = [c for c in spec["containers"] if c["name"] == "upload"]
+        assert "aws s3 cp" in " ".join(upload["args"]), f"{name}: nothing uploads the dump"
+        accounts = {doc["metadata"]["name"]: doc for doc in of_kind(docs, "ServiceAccount")}
+        account = accounts[spec["serviceAccountName"]]
+        assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::"), (
+            f"{name}: the backup's service account has no IRSA role"
+        )
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in of_kind(docs, "NetworkPolicy")}
+    assert "backup-to-postgres" in policies, f"{name}: the backup Job has no way to the database"
+    if expected["database"] == "internal":
+        (rule,) = policies["postgres-from-backup"]["ingress"]
+        assert rule == {
+            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "backup"}}}],
+            "ports": [{"protocol": "TCP", "port": 5432}],
+        }, f"{name}: the database admits more than the backup Job through its policy"
 
 
 def test_migration_job_runs_the_host_image(variant):

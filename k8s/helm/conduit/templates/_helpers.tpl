@@ -27,6 +27,11 @@ app.kubernetes.io/name: conduit
 app.kubernetes.io/component: migrate
 {{- end }}
 
+{{- define "conduit.backupLabels" -}}
+app.kubernetes.io/name: conduit
+app.kubernetes.io/component: backup
+{{- end }}
+
 {{/* Host and port the component may connect to (allowed_outbound_hosts). */}}
 {{- define "conduit.dbHost" -}}
 {{- if eq .Values.database.mode "internal" }}postgres{{ else }}{{ required "database.external.host is required when database.mode is external" .Values.database.external.host }}{{ end }}
@@ -51,6 +56,11 @@ the internal database or without a bundle.
 {{- end }}
 
 {{- define "conduit.validate" -}}
+{{- if and .Values.backup.enabled (eq .Values.backup.target "s3") }}
+{{- if or (not .Values.backup.s3.bucket) (not .Values.backup.s3.roleArn) (not .Values.backup.s3.region) }}
+{{- fail "backup.target s3 needs backup.s3.bucket, backup.s3.region and backup.s3.roleArn (terraform output backup_bucket, backup_role_arn)" }}
+{{- end }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail (printf "autoscaling.minReplicas (%v) must not exceed autoscaling.maxReplicas (%v)" .Values.autoscaling.minReplicas .Values.autoscaling.maxReplicas) }}
 {{- end }}
