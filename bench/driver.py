@@ -676,15 +676,8 @@ def pid_of(pid_file: str) -> int | None:
 
 
 def tls_chart_written(section: dict, path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log("matplotlib missing: no TLS chart")
-        return False
-    return tls_compare.chart(section, path, plt)
+    plt = pyplot()
+    return plt is not None and tls_compare.chart(section, path, plt)
 
 
 def free_port() -> int:
@@ -1575,7 +1568,8 @@ def compare_chart(report: dict, path: Path, plt) -> bool:
     return True
 
 
-def chart(report: dict, path: Path) -> bool:
+def pyplot():
+    """matplotlib's pyplot drawing to files, or None when it is missing."""
     try:
         import matplotlib
 
@@ -1583,6 +1577,13 @@ def chart(report: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         log("matplotlib missing: no chart")
+        return None
+    return plt
+
+
+def chart(report: dict, path: Path) -> bool:
+    plt = pyplot()
+    if plt is None:
         return False
     targets = report["targets"]
     if not targets:

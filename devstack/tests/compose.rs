@@ -119,7 +119,8 @@ impl Project {
     }
 
     /// Waits until `count` api containers and nginx are healthy and nginx
-    /// answers through the published port.
+    /// answers through the published port, over HTTPS verified against the
+    /// CA it holds.
     async fn wait_healthy(&self, count: usize, within: Duration) -> Result<Duration> {
         let started = Instant::now();
         let mut last = String::new();
@@ -134,7 +135,15 @@ impl Project {
                 Some(id) => self.inspect(id).await?["State"]["Health"]["Status"] == "healthy",
                 None => false,
             };
-            let answers = matches!(self.api.get("/api/tags").await, Ok(r) if r.status() == 200);
+            // Through the published port with the CA nginx holds now: after
+            // `down -v` it has made a new one.
+            let answers = match self.nginx_ca().await {
+                Ok(pem) => match Api::with_ca_pem(&self.api.base, pem.as_bytes()) {
+                    Ok(api) => matches!(api.get("/api/tags").await, Ok(r) if r.status() == 200),
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            };
             if healthy == count && nginx_healthy && answers {
                 return Ok(started.elapsed());
             }

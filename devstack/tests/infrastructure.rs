@@ -100,6 +100,15 @@ fn production_nginx(dir: &std::path::Path, upstream_ports: &[u16]) -> Result<Ngi
     ))
 }
 
+/// A client for `nginx`'s HTTPS port that verifies its certificate against
+/// the local CA.
+fn verified_client(nginx: &Nginx) -> Result<reqwest::Client> {
+    Ok(nginx
+        .client_builder()?
+        .timeout(Duration::from_secs(10))
+        .build()?)
+}
+
 /// Plain HTTP never reaches a replica: every request gets a 308 to the same
 /// URL over HTTPS. Over HTTPS the certificate verifies against the local CA,
 /// every answer (the replica's and nginx's own errors) carries HSTS, and the
@@ -153,10 +162,7 @@ async fn nginx_redirects_plain_http_and_serves_https_with_hsts() -> Result<()> {
         "a certificate from an unknown CA was accepted"
     );
 
-    let client = nginx
-        .client_builder()?
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let client = verified_client(&nginx)?;
     let response = client
         .get(format!("{}/api/tags", nginx.url()))
         .header("X-Request-ID", "over-tls")
@@ -201,10 +207,7 @@ async fn nginx_rate_limits_login_and_answers_its_own_errors_in_json() -> Result<
     let dead_upstreams = [free_port()?, free_port()?];
     let mut nginx = production_nginx(dir.path(), &dead_upstreams)?;
     nginx.start().await?;
-    let client = nginx
-        .client_builder()?
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let client = verified_client(&nginx)?;
 
     let response = client
         .get(format!("{}/api/tags", nginx.url()))
@@ -318,10 +321,7 @@ async fn nginx_passes_trace_context_through_unchanged_and_logs_the_trace_id() ->
     let (upstream_port, received) = recording_upstream().await?;
     let mut nginx = production_nginx(dir.path(), &[upstream_port])?;
     nginx.start().await?;
-    let client = nginx
-        .client_builder()?
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let client = verified_client(&nginx)?;
 
     const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
