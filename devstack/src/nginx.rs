@@ -201,13 +201,17 @@ pub async fn tls_connect(
 /// A client that trusts the local CA in `tls_dir` when there is one (a
 /// certificate the operator gave is checked against the public roots).
 pub fn client_builder(tls_dir: &Path) -> Result<reqwest::ClientBuilder> {
-    let mut builder = reqwest::Client::builder();
     let ca = tls_dir.join("ca.crt");
-    if ca.exists() {
-        let pem = std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?;
-        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+    if !ca.exists() {
+        return Ok(reqwest::Client::builder());
     }
-    Ok(builder)
+    let pem = std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?;
+    client_builder_trusting(&pem)
+}
+
+/// A client that trusts the CA certificate `pem` besides the public roots.
+pub fn client_builder_trusting(pem: &[u8]) -> Result<reqwest::ClientBuilder> {
+    Ok(reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(pem)?))
 }
 
 pub struct Nginx {
@@ -297,12 +301,6 @@ impl Nginx {
         let production = std::fs::read_to_string(&self.production_config)
             .with_context(|| format!("reading {}", self.production_config.display()))?;
         std::fs::create_dir_all(&self.prefix)?;
-        // tls-init sits beside nginx.conf in docker/nginx/.
-        ensure_certificate(
-            &self.production_config.with_file_name("tls-init"),
-            &self.tls_dir,
-        )
-        .await?;
         let tls_dir = std::path::absolute(&self.tls_dir)?;
         let rendered = render_config(
             &production,
@@ -324,6 +322,13 @@ impl Nginx {
         if self.process.is_some() {
             bail!("nginx is already running");
         }
+        // Once per start, not per reload: tls-init sits beside nginx.conf in
+        // docker/nginx/.
+        ensure_certificate(
+            &self.production_config.with_file_name("tls-init"),
+            &self.tls_dir,
+        )
+        .await?;
         self.write_config().await?;
         let mut command = self.base_command();
         command.arg("-g").arg("daemon off;");

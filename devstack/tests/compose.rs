@@ -204,8 +204,7 @@ impl Api {
 
     fn with_ca_pem(base: &str, pem: &[u8]) -> Result<Self> {
         Ok(Self {
-            client: reqwest::Client::builder()
-                .add_root_certificate(reqwest::Certificate::from_pem(pem)?)
+            client: devstack::nginx::client_builder_trusting(pem)?
                 .timeout(Duration::from_secs(30))
                 .build()?,
             base: base.trim_end_matches('/').to_owned(),
