@@ -1,10 +1,11 @@
 //! Articles, the global list and the feed, and favorites (`/articles...`).
 //!
-//! All reads go through `article_json`, one SQL expression that renders an
-//! article with its author's profile, its tags in order, its favorite count
-//! and the viewer's `favorited`/`following` flags. A list is therefore one
-//! statement however many articles it holds (no N+1), and a write is at most
-//! the write plus that read.
+//! Every article the API sends is rendered by `article_json`, one SQL
+//! expression that builds an article with its author's profile, its tags in
+//! order, its favorite count and the viewer's `favorited`/`following` flags.
+//! A list is therefore one statement however many articles it holds (no
+//! N+1), and a write is at most the write plus that read (a creation renders
+//! the rows it inserts in the same statement).
 //!
 //! Slugs are `<slugified title>-<id>`: unique even for identical titles,
 //! stable while the title is unchanged, and produced inside the INSERT without
@@ -52,21 +53,40 @@ pub fn slug_base(title: &str) -> String {
     }
 }
 
+/// Where `article_json` reads an article's tags and favorites from.
+#[derive(Debug, Clone, Copy)]
+pub struct ArticleSources {
+    /// FROM clause (with its WHERE) yielding the article's tags as `t`.
+    pub tags: &'static str,
+    /// SQL boolean: whether the viewer `$1` favorited the article.
+    pub favorited: &'static str,
+    /// SQL bigint: how many users favorited the article.
+    pub favorites_count: &'static str,
+}
+
+/// The stored tags and favorites of article `a`: what every read renders.
+pub const STORED: ArticleSources = ArticleSources {
+    tags: "article_tags at JOIN tags t ON t.id = at.tag_id WHERE at.article_id = a.id",
+    favorited: "EXISTS (SELECT 1 FROM favorites fv \
+                WHERE fv.article_id = a.id AND fv.user_id = $1::bigint)",
+    favorites_count: "(SELECT count(*) FROM favorites fv WHERE fv.article_id = a.id)",
+};
+
 /// SQL rendering article `a` (author `u`) as JSON for the viewer whose id is
-/// `$1`. Lists leave out the body, as the spec says.
-pub fn article_json(include_body: bool) -> String {
+/// `$1`: the one place the API's article shape is written. Lists leave out
+/// the body, as the spec says.
+pub fn article_json(include_body: bool, sources: &ArticleSources) -> String {
     let body = if include_body { "'body', a.body, " } else { "" };
     format!(
         "json_build_object(\
             'slug', a.slug, 'title', a.title, 'description', a.description, {body}\
-            'tagList', COALESCE((SELECT json_agg(t.name ORDER BY t.name) \
-                                 FROM article_tags at JOIN tags t ON t.id = at.tag_id \
-                                 WHERE at.article_id = a.id), '[]'::json), \
+            'tagList', COALESCE((SELECT json_agg(t.name ORDER BY t.name) FROM {tags}), '[]'::json), \
             'createdAt', {created}, 'updatedAt', {updated}, \
-            'favorited', EXISTS (SELECT 1 FROM favorites fv \
-                                 WHERE fv.article_id = a.id AND fv.user_id = $1::bigint), \
-            'favoritesCount', (SELECT count(*) FROM favorites fv WHERE fv.article_id = a.id), \
+            'favorited', {favorited}, 'favoritesCount', {favorites_count}, \
             'author', {author})",
+        tags = sources.tags,
+        favorited = sources.favorited,
+        favorites_count = sources.favorites_count,
         created = db::iso8601("a.created_at"),
         updated = db::iso8601("a.updated_at"),
         author = db::profile_json("u", "$1::bigint"),
@@ -244,7 +264,7 @@ pub fn article_list_query(
                                    FROM page a JOIN users u ON u.id = a.author_id), '[]'::json), \
              'articlesCount', ({count_sql}))::text END",
         anonymous = ANONYMOUS_ID,
-        article = article_json(false),
+        article = article_json(false, &STORED),
     );
     (sql, params)
 }
@@ -277,7 +297,7 @@ fn article_response(
         &format!(
             "SELECT {}::text FROM articles a JOIN users u ON u.id = a.author_id \
              WHERE a.slug = $2::text",
-            article_json(true)
+            article_json(true, &STORED)
         ),
         &[viewer.into(), slug.to_owned().into()],
     )?;
@@ -400,6 +420,11 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     // The rendering reads what the inserts returned (a statement does not
     // see its own inserts): the tags it linked, no favorites yet, and the
     // author, whom the caller does not follow.
+    const INSERTED: ArticleSources = ArticleSources {
+        tags: "linked l JOIN named_tags t ON t.id = l.tag_id",
+        favorited: "false",
+        favorites_count: "0",
+    };
     let rows = db::query(
         &db,
         &format!(
@@ -418,16 +443,8 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
                SELECT na.id, t.id, it.position \
                FROM new_article na CROSS JOIN input_tags it JOIN named_tags t ON t.name = it.name \
                RETURNING tag_id) \
-             SELECT json_build_object(\
-               'slug', a.slug, 'title', a.title, 'description', a.description, 'body', a.body, \
-               'tagList', COALESCE((SELECT json_agg(t.name ORDER BY t.name) \
-                                    FROM linked l JOIN named_tags t ON t.id = l.tag_id), '[]'::json), \
-               'createdAt', {created}, 'updatedAt', {updated}, \
-               'favorited', false, 'favoritesCount', 0, 'author', {author})::text \
-             FROM new_article a JOIN users u ON u.id = a.author_id",
-            created = db::iso8601("a.created_at"),
-            updated = db::iso8601("a.updated_at"),
-            author = db::profile_json("u", "$1::bigint"),
+             SELECT {article}::text FROM new_article a JOIN users u ON u.id = a.author_id",
+            article = article_json(true, &INSERTED),
         ),
         &[
             caller.id.into(),
@@ -843,6 +860,6 @@ mod tests {
 
     #[test]
     fn single_article_json_includes_the_body() {
-        assert!(article_json(true).contains("'body', a.body"));
+        assert!(article_json(true, &STORED).contains("'body', a.body"));
     }
 }
