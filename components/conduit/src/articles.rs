@@ -118,6 +118,67 @@ impl ListFilter {
             followed_by: None,
         }
     }
+
+    /// The filters by a name in use with their values, in the order their
+    /// parameters follow `$3`.
+    fn by_name(&self) -> impl Iterator<Item = (NameFilter, &str)> {
+        [
+            (NameFilter::Tag, &self.tag),
+            (NameFilter::Author, &self.author),
+            (NameFilter::Favorited, &self.favorited),
+        ]
+        .into_iter()
+        .filter_map(|(filter, value)| Some((filter, value.as_deref()?)))
+    }
+}
+
+/// A filter by a name (`?tag=`, `?author=`, `?favorited=`): its condition
+/// and its kept count, written once for the list and the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameFilter {
+    Tag,
+    Author,
+    Favorited,
+}
+
+impl NameFilter {
+    /// The condition on article `a`, the name being parameter `$n`.
+    fn condition(self, n: usize) -> String {
+        match self {
+            NameFilter::Tag => format!(
+                "a.id IN (SELECT at.article_id FROM article_tags at JOIN tags t ON t.id = at.tag_id \
+                          WHERE t.name = ${n}::text)"
+            ),
+            NameFilter::Author => {
+                format!("a.author_id = (SELECT id FROM users WHERE username = ${n}::text)")
+            }
+            NameFilter::Favorited => format!(
+                "a.id IN (SELECT fv.article_id FROM favorites fv JOIN users fu ON fu.id = fv.user_id \
+                          WHERE fu.username = ${n}::text)"
+            ),
+        }
+    }
+
+    /// Its `filter_kind` in `article_counts` (migrations/0009).
+    fn kind(self) -> &'static str {
+        match self {
+            NameFilter::Tag => "tag",
+            NameFilter::Author => "author",
+            NameFilter::Favorited => "favorited",
+        }
+    }
+
+    /// `articlesCount` of a list with this filter alone, the name being
+    /// parameter `$n`: the counts kept under the named tag's or user's id.
+    fn kept_count(self, n: usize) -> String {
+        let filter_id = match self {
+            NameFilter::Tag => format!("(SELECT id FROM tags WHERE name = ${n}::text)"),
+            NameFilter::Author | NameFilter::Favorited => {
+                format!("(SELECT id FROM users WHERE username = ${n}::text)")
+            }
+        };
+        kept_count_sql(self.kind(), &filter_id)
+    }
 }
 
 /// `articlesCount` of a list with at most one filter: the sum of the
@@ -129,6 +190,14 @@ fn kept_count_sql(filter_kind: &str, filter_id: &str) -> String {
          WHERE c.filter_kind = '{filter_kind}' AND c.filter_id = {filter_id}"
     )
 }
+
+/// The columns of a page of the list: what a list shows (no body), so the
+/// page is not joined back to articles.
+const PAGE_COLUMNS: &str =
+    "a.id, a.slug, a.title, a.description, a.created_at, a.updated_at, a.author_id";
+
+/// The order of every list, newest first.
+const NEWEST_FIRST: &str = "ORDER BY a.created_at DESC, a.id DESC";
 
 /// The one statement behind the article list and the feed: the page of
 /// articles (newest first) and the total count of matches, as one JSON text.
@@ -144,112 +213,24 @@ pub fn article_list_query(
     page: Page,
     filter: &ListFilter,
 ) -> (String, Vec<ParameterValue>) {
-    let mut params: Vec<ParameterValue> =
-        vec![viewer.into(), page.limit.into(), page.offset.into()];
-    let mut conditions: Vec<String> = Vec::new();
-    // The kept count of each filter in use, in the same order.
-    let mut kept_counts: Vec<String> = Vec::new();
-    // Appends a parameter and returns its `$n` number.
-    let next_param = |params: &mut Vec<ParameterValue>, value: ParameterValue| {
-        params.push(value);
-        params.len()
-    };
-    if let Some(tag) = &filter.tag {
-        let n = next_param(&mut params, tag.clone().into());
-        conditions.push(format!(
-            "a.id IN (SELECT at.article_id FROM article_tags at JOIN tags t ON t.id = at.tag_id \
-                      WHERE t.name = ${n}::text)"
-        ));
-        kept_counts.push(kept_count_sql(
-            "tag",
-            &format!("(SELECT id FROM tags WHERE name = ${n}::text)"),
-        ));
+    // The viewer, the limit, the offset, up to three names and the follower.
+    let mut params: Vec<ParameterValue> = Vec::with_capacity(7);
+    params.extend([viewer.into(), page.limit.into(), page.offset.into()]);
+    // The filters in use, each with its parameter's number.
+    let mut applied: Vec<(NameFilter, usize)> = Vec::new();
+    for (name_filter, value) in filter.by_name() {
+        params.push(value.to_owned().into());
+        applied.push((name_filter, params.len()));
     }
-    if let Some(author) = &filter.author {
-        let n = next_param(&mut params, author.clone().into());
-        conditions.push(format!(
-            "a.author_id = (SELECT id FROM users WHERE username = ${n}::text)"
-        ));
-        kept_counts.push(kept_count_sql(
-            "author",
-            &format!("(SELECT id FROM users WHERE username = ${n}::text)"),
-        ));
-    }
-    if let Some(favorited) = &filter.favorited {
-        let n = next_param(&mut params, favorited.clone().into());
-        conditions.push(format!(
-            "a.id IN (SELECT fv.article_id FROM favorites fv JOIN users fu ON fu.id = fv.user_id \
-                      WHERE fu.username = ${n}::text)"
-        ));
-        kept_counts.push(kept_count_sql(
-            "favorited",
-            &format!("(SELECT id FROM users WHERE username = ${n}::text)"),
-        ));
-    }
-    let columns = "a.id, a.slug, a.title, a.description, a.created_at, a.updated_at, a.author_id";
-    let order = "ORDER BY a.created_at DESC, a.id DESC";
     // The page and the count repeat the filter instead of sharing a CTE: a
     // CTE used twice is materialized, and the page would then sort every
     // matching article instead of reading `limit + offset` entries of an
-    // index in order. The page carries the columns a list shows (no body),
-    // so it is not joined back to articles.
+    // index in order.
     let (page_sql, count_sql) = match filter.followed_by {
-        None => {
-            let where_clause = if conditions.is_empty() {
-                String::new()
-            } else {
-                format!("WHERE {}", conditions.join(" AND "))
-            };
-            // No counts are kept for combinations of filters (one per
-            // combination of values would be far too many rows to keep up
-            // to date): those lists count their matching rows.
-            let count_sql = match kept_counts.as_slice() {
-                [] => kept_count_sql("all", "0"),
-                [kept] => kept.clone(),
-                _ => format!("SELECT count(*) FROM articles a {where_clause}"),
-            };
-            (
-                format!(
-                    "SELECT {columns} FROM articles a {where_clause} \
-                     {order} LIMIT $2::bigint OFFSET $3::bigint"
-                ),
-                count_sql,
-            )
-        }
-        // The feed: per followed author, the newest `limit + offset` of
-        // their articles (articles_author_created_idx, in order), merged;
-        // and the count as the sum of the followed authors' kept counts
-        // (per-author index counts when other filters narrow the feed).
-        // Both read only the followed authors' entries, never the whole
-        // table.
+        None => list_page_and_count(&applied),
         Some(follower) => {
-            let n = next_param(&mut params, follower.into());
-            let also: String = conditions.iter().map(|c| format!(" AND {c}")).collect();
-            let count_sql = if conditions.is_empty() {
-                format!(
-                    "SELECT COALESCE(sum(c.articles), 0)::bigint FROM follows f \
-                     JOIN article_counts c ON c.filter_kind = 'author' AND c.filter_id = f.followee_id \
-                     WHERE f.follower_id = ${n}::bigint"
-                )
-            } else {
-                format!(
-                    "SELECT COALESCE(sum(per_author.n), 0)::bigint FROM follows f CROSS JOIN LATERAL \
-                       (SELECT count(*) AS n FROM articles a \
-                        WHERE a.author_id = f.followee_id{also}) per_author \
-                     WHERE f.follower_id = ${n}::bigint"
-                )
-            };
-            (
-                format!(
-                    "SELECT {columns} FROM follows f CROSS JOIN LATERAL \
-                       (SELECT {columns} FROM articles a \
-                        WHERE a.author_id = f.followee_id{also} \
-                        {order} LIMIT $2::bigint + $3::bigint) a \
-                     WHERE f.follower_id = ${n}::bigint \
-                     {order} LIMIT $2::bigint OFFSET $3::bigint"
-                ),
-                count_sql,
-            )
+            params.push(follower.into());
+            feed_page_and_count(&applied, params.len())
         }
     };
     // A viewer named by a token must still exist (else 401): the statement
@@ -260,13 +241,75 @@ pub fn article_list_query(
          SELECT CASE WHEN $1::bigint = {anonymous} \
                           OR EXISTS (SELECT 1 FROM users WHERE id = $1::bigint) THEN \
            json_build_object(\
-             'articles', COALESCE((SELECT json_agg({article} ORDER BY a.created_at DESC, a.id DESC) \
+             'articles', COALESCE((SELECT json_agg({article} {NEWEST_FIRST}) \
                                    FROM page a JOIN users u ON u.id = a.author_id), '[]'::json), \
              'articlesCount', ({count_sql}))::text END",
         anonymous = ANONYMOUS_ID,
         article = article_json(false, &STORED),
     );
     (sql, params)
+}
+
+/// The conditions of the filters in use joined by AND, the first preceded
+/// by `lead`; empty when no filter is in use.
+fn conditions_sql(applied: &[(NameFilter, usize)], lead: &str) -> String {
+    let mut sql = String::new();
+    for (index, (name_filter, n)) in applied.iter().enumerate() {
+        sql.push_str(if index == 0 { lead } else { " AND " });
+        sql.push_str(&name_filter.condition(*n));
+    }
+    sql
+}
+
+/// The page and the count of the global list.
+fn list_page_and_count(applied: &[(NameFilter, usize)]) -> (String, String) {
+    let where_clause = conditions_sql(applied, "WHERE ");
+    // No counts are kept for combinations of filters (one per combination
+    // of values would be far too many rows to keep up to date): those lists
+    // count their matching rows.
+    let count_sql = match applied {
+        [] => kept_count_sql("all", "0"),
+        [(name_filter, n)] => name_filter.kept_count(*n),
+        _ => format!("SELECT count(*) FROM articles a {where_clause}"),
+    };
+    let page_sql = format!(
+        "SELECT {PAGE_COLUMNS} FROM articles a {where_clause} \
+         {NEWEST_FIRST} LIMIT $2::bigint OFFSET $3::bigint"
+    );
+    (page_sql, count_sql)
+}
+
+/// The page and the count of the feed of the follower `$n`: per followed
+/// author, the newest `limit + offset` of their articles
+/// (articles_author_created_idx, in order), merged; and the count as the sum
+/// of the followed authors' kept counts (per-author index counts when other
+/// filters narrow the feed). Both read only the followed authors' entries,
+/// never the whole table.
+fn feed_page_and_count(applied: &[(NameFilter, usize)], n: usize) -> (String, String) {
+    let also = conditions_sql(applied, " AND ");
+    let count_sql = if applied.is_empty() {
+        format!(
+            "SELECT COALESCE(sum(c.articles), 0)::bigint FROM follows f \
+             JOIN article_counts c ON c.filter_kind = 'author' AND c.filter_id = f.followee_id \
+             WHERE f.follower_id = ${n}::bigint"
+        )
+    } else {
+        format!(
+            "SELECT COALESCE(sum(per_author.n), 0)::bigint FROM follows f CROSS JOIN LATERAL \
+               (SELECT count(*) AS n FROM articles a \
+                WHERE a.author_id = f.followee_id{also}) per_author \
+             WHERE f.follower_id = ${n}::bigint"
+        )
+    };
+    let page_sql = format!(
+        "SELECT {PAGE_COLUMNS} FROM follows f CROSS JOIN LATERAL \
+           (SELECT {PAGE_COLUMNS} FROM articles a \
+            WHERE a.author_id = f.followee_id{also} \
+            {NEWEST_FIRST} LIMIT $2::bigint + $3::bigint) a \
+         WHERE f.follower_id = ${n}::bigint \
+         {NEWEST_FIRST} LIMIT $2::bigint OFFSET $3::bigint"
+    );
+    (page_sql, count_sql)
 }
 
 fn list_response(
