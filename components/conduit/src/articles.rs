@@ -14,18 +14,19 @@
 use spin_sdk::http::{Request, Response};
 use spin_sdk::pg4::{Connection, ParameterValue};
 
-use crate::auth::{ANONYMOUS_ID, AuthUser, existing_viewer, gone_user};
+use crate::auth::{ANONYMOUS_ID, AuthUser, existing_viewer};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{
     Article, MultipleArticlesResponse, NewArticleRequest, SingleArticleResponse,
     UpdateArticleRequest,
 };
-use crate::router::PathParams;
 use crate::validate::{
     MAX_ARTICLE_BODY_CHARS, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, Validator, distinct_tags,
 };
-use crate::web::{Page, json, json_body, json_text, no_content, query_pairs, query_value};
+use crate::web::{
+    Page, PathParams, json, json_body, json_text, no_content, query_pairs, query_value,
+};
 
 /// Longest slug prefix taken from a title, in bytes (the prefix is ASCII).
 const MAX_SLUG_BASE_BYTES: usize = 80;
@@ -324,7 +325,7 @@ fn list_response(
     // PostgreSQL built the whole `MultipleArticlesResponse` document; it is
     // sent as it came instead of being parsed and serialized again.
     let document: Option<String> = db::column(row, 0)?;
-    json_text(200, document.ok_or_else(gone_user)?)
+    json_text(200, document.ok_or_else(Error::gone_user)?)
 }
 
 /// Reads one article by slug, as the viewer sees it (the second statement of
@@ -674,7 +675,7 @@ pub fn unfavorite(req: &Request, params: &PathParams) -> Result<Response, Error>
         0,
     )?;
     if !caller_exists {
-        return Err(gone_user());
+        return Err(Error::gone_user());
     }
     article_response(&db, caller.id, slug, 200)
 }

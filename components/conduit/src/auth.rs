@@ -248,7 +248,9 @@ impl AuthUser {
             "SELECT 1 FROM users WHERE id = $1::bigint",
             &[self.id.into()],
         )?;
-        db::first_row(&rows).map(|_| self).ok_or_else(gone_user)
+        db::first_row(&rows)
+            .map(|_| self)
+            .ok_or_else(Error::gone_user)
     }
 }
 
@@ -258,14 +260,6 @@ pub fn existing_viewer(user: Option<AuthUser>, db: &Connection) -> Result<i64, E
     match user {
         None => Ok(ANONYMOUS_ID),
         Some(user) => Ok(user.ensure_exists(db)?.id),
-    }
-}
-
-/// A valid token whose user no longer exists.
-pub fn gone_user() -> Error {
-    Error::Unauthorized {
-        field: "token",
-        message: "refers to a user that no longer exists",
     }
 }
 

@@ -7,9 +7,8 @@ use crate::auth::{AuthUser, existing_viewer};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{Comment, MultipleCommentsResponse, NewCommentRequest, SingleCommentResponse};
-use crate::router::PathParams;
 use crate::validate::{MAX_COMMENT_BODY_CHARS, Validator};
-use crate::web::{json, json_body, json_text, no_content};
+use crate::web::{PathParams, json, json_body, json_text, no_content};
 
 /// SQL rendering comment `c` (author `u`) for the viewer `$1`.
 fn comment_json() -> String {

@@ -61,6 +61,14 @@ impl Error {
         Error::Unprocessable(BTreeMap::from([(field.to_owned(), vec![message.into()])]))
     }
 
+    /// The 401 for a valid token whose user no longer exists.
+    pub fn gone_user() -> Self {
+        Error::Unauthorized {
+            field: "token",
+            message: "refers to a user that no longer exists",
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             Error::Unprocessable(_) => 422,
@@ -202,7 +210,7 @@ pub fn from_db_failure(failure: &DbFailure) -> Error {
         // The caller's own row is gone (a user deleted while their token is
         // still unexpired): the token no longer identifies anyone.
         FOREIGN_KEY_VIOLATION if CALLER_FOREIGN_KEYS.iter().any(|key| failure.mentions(key)) => {
-            crate::auth::gone_user()
+            Error::gone_user()
         }
         FOREIGN_KEY_VIOLATION => Error::NotFound("body"),
         _ => Error::Internal(format!("database error {}: {}", failure.code, failure.text)),

@@ -4,7 +4,13 @@
 //! favorites, `comments`, `tags`), each owning its routes' handlers and SQL;
 //! `router` maps requests to them, `error` renders every failure as the spec's
 //! error body, `auth` owns tokens and passwords, `db` the PostgreSQL access
-//! (through `spin_sdk::pg4`), `openapi` the generated document.
+//! (through `spin_sdk::pg4`), `openapi` the generated document, `web` the
+//! request and response plumbing they all share.
+//!
+//! Dependencies point one way: the router on the handlers, the handlers on
+//! the modules they share (`auth`, `db`, `models`, `validate`, `web`), those
+//! on `error`, and `error` on nothing of the crate. `scripts/module-graph
+//! components/conduit` prints the graph and fails on a cycle.
 
 mod articles;
 mod auth;

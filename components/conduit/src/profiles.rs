@@ -6,12 +6,11 @@
 
 use spin_sdk::http::{Request, Response};
 
-use crate::auth::{AuthUser, existing_viewer, gone_user};
+use crate::auth::{AuthUser, existing_viewer};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{Profile, ProfileResponse};
-use crate::router::PathParams;
-use crate::web::json;
+use crate::web::{PathParams, json};
 
 fn profile_response(rows: &spin_sdk::pg4::RowSet) -> Result<Response, Error> {
     let row = db::first_row(rows).ok_or(Error::NotFound("profile"))?;
@@ -82,7 +81,7 @@ pub fn follow(req: &Request, params: &PathParams) -> Result<Response, Error> {
     if let Some(row) = db::first_row(&rows) {
         let (is_self, caller_exists): (bool, bool) = (db::column(row, 1)?, db::column(row, 2)?);
         if !caller_exists {
-            return Err(gone_user());
+            return Err(Error::gone_user());
         }
         if is_self {
             return Err(Error::invalid("username", "you cannot follow yourself"));

@@ -6,7 +6,7 @@
 use spin_sdk::http::{Request, Response};
 
 use crate::error::Error;
-use crate::web::{decode_path_segment, query_has_nul};
+use crate::web::{PathParams, decode_path_segment, query_has_nul};
 use crate::{articles, comments, openapi, profiles, tags, users};
 
 /// A handler: the request and the decoded path parameters in, a response or
@@ -58,20 +58,6 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 /// The API's mount point, from the application manifest's `/api/...` route.
 const BASE_PATH: &str = "/api";
 
-/// Path parameters by name, percent-decoded.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct PathParams(Vec<(&'static str, String)>);
-
-impl PathParams {
-    pub fn get(&self, name: &str) -> Result<&str, Error> {
-        self.0
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.as_str())
-            .ok_or_else(|| Error::Internal(format!("route has no parameter {name}")))
-    }
-}
-
 #[derive(Debug)]
 pub enum RouteMatch {
     Found(&'static Route, PathParams),
@@ -106,7 +92,7 @@ fn match_path(pattern: &'static str, segments: &[&str]) -> Option<PathParams> {
             return None;
         }
     }
-    Some(PathParams(params))
+    Some(PathParams::new(params))
 }
 
 /// Finds the route for `method` and `path` (the full request path, with or
@@ -151,11 +137,13 @@ pub fn dispatch(req: &Request) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
-    fn found(method: &str, path: &str) -> (&'static str, Vec<(&'static str, String)>) {
+    fn found(method: &str, path: &str) -> (&'static str, PathParams) {
         match find(method, path) {
-            RouteMatch::Found(route, params) => (route.path, params.0),
+            RouteMatch::Found(route, params) => (route.path, params),
             other => panic!("{method} {path}: {other:?}"),
         }
     }
@@ -172,10 +160,14 @@ mod tests {
         assert_eq!(path, "/articles/{slug}/comments/{id}");
         assert_eq!(
             params,
-            vec![("slug", "a-b-3".to_owned()), ("id", "17".to_owned())]
+            PathParams::new(vec![("slug", "a-b-3".to_owned()), ("id", "17".to_owned())])
         );
+        assert_eq!(params.get("id").unwrap(), "17");
         let (_, params) = found("GET", "/api/profiles/J%C3%BCrgen%20K");
-        assert_eq!(params, vec![("username", "Jürgen K".to_owned())]);
+        assert_eq!(
+            params,
+            PathParams::new(vec![("username", "Jürgen K".to_owned())])
+        );
     }
 
     #[test]
@@ -202,5 +194,29 @@ mod tests {
     #[test]
     fn routes_match_without_the_api_prefix_too() {
         assert_eq!(found("GET", "/tags").0, "/tags");
+    }
+
+    #[test]
+    fn route_table_and_openapi_document_list_the_same_operations() {
+        let document: serde_json::Value =
+            serde_json::from_str(&openapi::document_json().unwrap()).unwrap();
+        let documented: BTreeSet<(String, String)> = document["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(|method| (method.to_uppercase(), path.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .filter(|route| route.path != OPENAPI_PATH)
+            .map(|route| (route.method.to_owned(), route.path.to_owned()))
+            .collect();
+        assert_eq!(documented, routed);
     }
 }

@@ -6,8 +6,7 @@ use spin_sdk::http::{Request, Response};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::TagsResponse;
-use crate::router::PathParams;
-use crate::web::json;
+use crate::web::{PathParams, json};
 
 #[utoipa::path(
     get, path = "/tags", operation_id = "GetTags", tag = "Tags",

@@ -10,13 +10,12 @@
 use spin_sdk::http::{Request, Response};
 use spin_sdk::pg4::DbValue;
 
-use crate::auth::{self, AuthUser, TokenConfig, gone_user};
+use crate::auth::{self, AuthUser, TokenConfig};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{LoginUserRequest, NewUserRequest, UpdateUserRequest, User, UserResponse};
-use crate::router::PathParams;
 use crate::validate::{MAX_BIO_CHARS, MAX_IMAGE_CHARS, MAX_PASSWORD_CHARS, Validator};
-use crate::web::{json, json_body};
+use crate::web::{PathParams, json, json_body};
 
 /// Columns every user query returns, in the order `user_from_row` reads them.
 const USER_COLUMNS: &str = "id, username, email, bio, image";
@@ -191,7 +190,7 @@ pub fn current(req: &Request, _params: &PathParams) -> Result<Response, Error> {
         &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1::bigint"),
         &[caller.id.into()],
     )?;
-    let row = db::first_row(&rows).ok_or_else(gone_user)?;
+    let row = db::first_row(&rows).ok_or_else(Error::gone_user)?;
     user_response(200, user_from_row(row, &tokens)?)
 }
 
@@ -296,7 +295,7 @@ pub fn update(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     // No updated row and no conflict: the caller's row is gone.
     let updated = &row[2..];
     if db::column::<Option<i64>>(updated, 0)?.is_none() {
-        return Err(gone_user());
+        return Err(Error::gone_user());
     }
     user_response(200, user_from_row(updated, &tokens)?)
 }

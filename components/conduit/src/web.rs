@@ -1,7 +1,8 @@
 //! Request and response plumbing shared by all areas: reading the request
 //! (its body bounded), the JSON body reader (content type and syntax
-//! checked, failures are 422s), query-string and pagination parsing, and
-//! JSON responses.
+//! checked, failures are 422s), path parameters, query-string and
+//! pagination parsing, and JSON responses. The router and every handler
+//! depend on this module; it depends on neither.
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -206,6 +207,25 @@ fn parse_non_negative(name: &str, raw: &str) -> Result<i64, Error> {
             name,
             format!("must be an integer between 0 and {}", i64::MAX),
         )),
+    }
+}
+
+/// Path parameters by name, percent-decoded (the router fills them in, the
+/// handlers read them).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PathParams(Vec<(&'static str, String)>);
+
+impl PathParams {
+    pub fn new(params: Vec<(&'static str, String)>) -> PathParams {
+        PathParams(params)
+    }
+
+    pub fn get(&self, name: &str) -> Result<&str, Error> {
+        self.0
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+            .ok_or_else(|| Error::Internal(format!("route has no parameter {name}")))
     }
 }
 
