@@ -35,12 +35,17 @@ impl Admin {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err("shutting down".into());
         }
-        for (name, url) in &self.runtime.databases {
-            let ping = self.runtime.shared.pools.ping(url);
-            match tokio::time::timeout(Duration::from_secs(2), ping).await {
+        for dependency in &self.runtime.dependencies {
+            let name = &dependency.source;
+            match tokio::time::timeout(Duration::from_secs(2), dependency.check()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(format!("database {name} unreachable: {e:#}")),
-                Err(_) => return Err(format!("database {name} did not answer within 2s")),
+                Ok(Err(e)) => return Err(format!("{} {name} unreachable: {e:#}", dependency.kind)),
+                Err(_) => {
+                    return Err(format!(
+                        "{} {name} did not answer within 2s",
+                        dependency.kind
+                    ));
+                }
             }
         }
         Ok(())
@@ -58,7 +63,7 @@ impl Admin {
                 ),
             },
             "/metrics" => {
-                self.runtime.shared.pools.record_pool_metrics();
+                self.runtime.shared.capabilities.record_metrics();
                 text(
                     StatusCode::OK,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",

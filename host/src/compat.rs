@@ -12,6 +12,8 @@
 //! - the request body: wasmhost caps it (`--max-body-bytes`, 413); Spin has
 //!   no cap of its own and hands the component whatever arrives.
 
+use crate::postgres::errors::DbErrorReporting;
+
 /// Which runtime's observable behaviour the host reproduces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Compat {
@@ -24,17 +26,6 @@ pub enum Compat {
     /// request body cap.
     #[value(name = "spin-3.6")]
     Spin36,
-}
-
-/// How failed statements reach the component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DbErrorReporting {
-    /// `query-error::db-error` with SQLSTATE, message, detail and extras;
-    /// a lost connection is `connection-failed`.
-    #[default]
-    Structured,
-    /// `query-error::text` only, as Spin 3.6 reports it.
-    SpinText,
 }
 
 impl Compat {
@@ -60,55 +51,6 @@ impl Compat {
             Compat::Spin36 => "spin-3.6",
         }
     }
-}
-
-/// Spin 3.6's wording of a driver error: the error converted to
-/// `anyhow::Error` and rendered with `{:?}`, as its outbound PostgreSQL does,
-/// e.g.
-///
-/// ```text
-/// db error: ERROR: duplicate key value violates unique constraint "users_username_key"
-/// DETAIL: Key (username)=(jake) already exists.
-///
-/// Caused by:
-///     ERROR: duplicate key value violates unique constraint "users_username_key"
-///     DETAIL: Key (username)=(jake) already exists.
-/// ```
-///
-/// Spin 3.6 links tokio-postgres 0.7.12, whose message ends with its cause
-/// (`db error: ERROR: ...`); later versions say only `db error`, so the
-/// cause is appended here when the message lacks it.
-pub fn spin_error_text(error: &tokio_postgres::Error) -> String {
-    let causes: Vec<String> =
-        std::iter::successors(std::error::Error::source(error), |cause| cause.source())
-            .map(ToString::to_string)
-            .collect();
-    let mut text = error.to_string();
-    if let Some(first) = causes.first()
-        && !text.contains(first.as_str())
-    {
-        text = format!("{text}: {first}");
-    }
-    if !causes.is_empty() {
-        text.push_str("\n\nCaused by:");
-    }
-    let numbered = causes.len() > 1;
-    for (index, cause) in causes.iter().enumerate() {
-        // anyhow indents each cause by four spaces, numbering them when
-        // there are several.
-        let mut lines = cause.lines();
-        let first = lines.next().unwrap_or_default();
-        if numbered {
-            text.push_str(&format!("\n{index:>5}: {first}"));
-        } else {
-            text.push_str(&format!("\n    {first}"));
-        }
-        for line in lines {
-            let indent = if numbered { "       " } else { "    " };
-            text.push_str(&format!("\n{indent}{line}"));
-        }
-    }
-    text
 }
 
 #[cfg(test)]

@@ -2,18 +2,26 @@
 //!
 //! It reads a Spin manifest (`spin.toml`), runs the same WebAssembly
 //! components `spin up` and SpinKube run, and implements the Spin interfaces
-//! they import, with pooled outbound PostgreSQL. One module per capability:
-//! `manifest`, `routing`, `variables`, `outbound` (+ `outbound_http`),
-//! `postgres`, `runtime` (engine, limits, stores), `server` (the request
-//! path), `admission` (which requests may run now), `instances` (fresh or
-//! reused instances), `admin` (health and metrics), `migrate`; `compat` holds the
-//! profiles that reproduce another runtime's observable behaviour.
+//! they import, with pooled outbound PostgreSQL.
+//!
+//! The request path: `server` (HTTP in, routing by `routing`, admission by
+//! `admission`, an instance from `instances`, the response out), on the
+//! `runtime` (engine, limits, stores). What components may import beyond
+//! WASI are capabilities, each a unit of its own in the shape `capability`
+//! describes: `variables`, `postgres`, `key_value`, `sqlite`, configured by
+//! `runtime_config`; `outbound` (+ `outbound_http`) holds
+//! the allowed-hosts rules they share, `component` what each component is
+//! given. Around them: `manifest`, `admin` (health and metrics), `migrate`,
+//! `telemetry`, and `compat`, the profiles that reproduce another runtime's
+//! observable behaviour.
 
 pub mod admin;
 pub mod admission;
-pub mod bindings;
+pub mod capability;
 pub mod compat;
+pub mod component;
 pub mod instances;
+pub mod key_value;
 pub mod manifest;
 pub mod metrics;
 pub mod migrate;
@@ -22,6 +30,8 @@ pub mod outbound_http;
 pub mod postgres;
 pub mod routing;
 pub mod runtime;
+pub mod runtime_config;
 pub mod server;
+pub mod sqlite;
 pub mod telemetry;
 pub mod variables;

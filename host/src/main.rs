@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use host::compat::Compat;
 use host::instances::ReuseSettings;
+use host::runtime_config::RuntimeConfig;
 use host::{
     admin, manifest, metrics, migrate, postgres, routing, runtime, server, telemetry, variables,
 };
@@ -115,6 +116,14 @@ struct ServeArgs {
     /// How long to wait at start for the databases to answer.
     #[arg(long, env = "WASMHOST_DB_WAIT_SECS", default_value = "60")]
     db_wait_secs: u64,
+    /// Key-value stores and SQLite databases, in the TOML format of
+    /// `spin up --runtime-config-file`.
+    #[arg(long, env = "WASMHOST_RUNTIME_CONFIG_FILE")]
+    runtime_config_file: Option<PathBuf>,
+    /// Where the default key-value store and SQLite database are kept
+    /// (default: `.spin` beside the manifest, as in Spin).
+    #[arg(long, env = "WASMHOST_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     /// How long in-flight requests may run after SIGTERM.
     #[arg(long, env = "WASMHOST_SHUTDOWN_TIMEOUT_SECS", default_value = "30")]
     shutdown_timeout_secs: u64,
@@ -235,6 +244,8 @@ async fn run(command: Command) -> Result<()> {
                 cache_dir: Some(cache_dir.clone()),
                 pool: pool_settings(1, true, 1000, 1000, Compat::Wasmhost),
                 idle_instances: 0,
+                runtime_config: RuntimeConfig::default(),
+                state_dir: PathBuf::new(),
             })?;
             for (id, component) in &manifest.components {
                 runtime::load_component(&engine, &component.source, Some(&cache_dir))
@@ -252,8 +263,8 @@ fn pool_settings(
     acquire_ms: u64,
     connect_ms: u64,
     compat: Compat,
-) -> postgres::PoolSettings {
-    postgres::PoolSettings {
+) -> postgres::client::PoolSettings {
+    postgres::client::PoolSettings {
         max_connections: size.max(1),
         statement_cache: cache,
         connect_timeout: Duration::from_millis(connect_ms),
@@ -278,28 +289,29 @@ async fn shutdown_signal() {
     }
 }
 
-/// Waits, with backoff, until every database the components use answers.
-async fn wait_for_databases(rt: &runtime::Runtime, wait: Duration) -> Result<()> {
+/// Waits, with backoff, until every service the components depend on (their
+/// databases) answers.
+async fn wait_for_dependencies(rt: &runtime::Runtime, wait: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + wait;
-    for (name, url) in &rt.databases {
-        let label = postgres::Target::parse(url)?.label;
+    for dependency in &rt.dependencies {
+        let (name, source) = (dependency.name(), &dependency.source);
         let mut delay = Duration::from_millis(200);
         loop {
-            match rt.shared.pools.ping(url).await {
+            match dependency.check().await {
                 Ok(()) => {
-                    tracing::info!(database = %label, variable = %name, "database reachable");
+                    tracing::info!(dependency = %name, source = %source, "{} reachable", dependency.kind);
                     break;
                 }
                 Err(e) => {
                     let now = tokio::time::Instant::now();
                     if now >= deadline {
                         anyhow::bail!(
-                            "database {label} (from variable {name}) unreachable after {}s: {e:#}",
+                            "{name} (from {source}) unreachable after {}s: {e:#}",
                             wait.as_secs()
                         );
                     }
                     let pause = delay.min(deadline - now);
-                    tracing::warn!(database = %label, error = %format!("{e:#}"), retry_in_ms = pause.as_millis() as u64, "database not reachable yet");
+                    tracing::warn!(dependency = %name, error = %format!("{e:#}"), retry_in_ms = pause.as_millis() as u64, "{} not reachable yet", dependency.kind);
                     tokio::time::sleep(pause).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
@@ -311,7 +323,7 @@ async fn wait_for_databases(rt: &runtime::Runtime, wait: Duration) -> Result<()>
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let manifest = manifest::Manifest::load(&args.manifest)?;
-    let resolved = variables::Resolved::resolve(&manifest, |k| std::env::var(k).ok())?;
+    let resolved = variables::resolve::Resolved::resolve(&manifest, |k| std::env::var(k).ok())?;
     let router = routing::Router::build(&manifest.http_triggers)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let reuse = ReuseSettings {
@@ -335,12 +347,20 @@ async fn serve(args: ServeArgs) -> Result<()> {
         } else {
             0
         },
+        runtime_config: match &args.runtime_config_file {
+            Some(path) => RuntimeConfig::load(path)?,
+            None => RuntimeConfig::default(),
+        },
+        state_dir: args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| manifest.base_dir.join(".spin")),
     };
     let rt = Arc::new(runtime::Runtime::new(
         &manifest, &resolved, settings, metrics,
     )?);
     rt.start_epoch_ticker();
-    wait_for_databases(&rt, Duration::from_secs(args.db_wait_secs)).await?;
+    wait_for_dependencies(&rt, Duration::from_secs(args.db_wait_secs)).await?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

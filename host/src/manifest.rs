@@ -4,9 +4,8 @@
 //! variables, its HTTP triggers and its components. Keys this host does not
 //! act on (build settings, other trigger types' options) are accepted and
 //! ignored, so the same file works under `spin up`, SpinKube and this host;
-//! features whose absence would change behaviour (key-value stores, SQLite
-//! databases, AI models, remote sources) are rejected at start with a message
-//! naming the component.
+//! features whose absence would change behaviour (AI models, remote sources)
+//! are rejected at start with a message naming the component.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,6 +54,10 @@ pub struct Component {
     /// Component variable name -> template over application variables.
     pub variables: BTreeMap<String, String>,
     pub environment: BTreeMap<String, String>,
+    /// The key-value store labels the component may open.
+    pub key_value_stores: Vec<String>,
+    /// The SQLite database labels the component may open.
+    pub sqlite_databases: Vec<String>,
 }
 
 /// A host directory made visible, read-only, to the guest.
@@ -218,14 +221,8 @@ impl Component {
                 "component `{id}`: only local file sources are supported (`source = \"path/to/file.wasm\"`)"
             ),
         };
-        for (what, list) in [
-            ("key_value_stores", &rc.key_value_stores),
-            ("sqlite_databases", &rc.sqlite_databases),
-            ("ai_models", &rc.ai_models),
-        ] {
-            if !list.is_empty() {
-                bail!("component `{id}`: `{what}` is not supported by this host");
-            }
+        if !rc.ai_models.is_empty() {
+            bail!("component `{id}`: `ai_models` is not supported by this host");
         }
         for name in rc.variables.keys() {
             validate_variable_name(name)
@@ -243,6 +240,8 @@ impl Component {
             allowed_outbound_hosts: rc.allowed_outbound_hosts,
             variables: rc.variables,
             environment: rc.environment,
+            key_value_stores: rc.key_value_stores,
+            sqlite_databases: rc.sqlite_databases,
         })
     }
 }

@@ -61,7 +61,7 @@ pub fn discover(dir: &Path) -> Result<Vec<Migration>> {
 
 pub async fn run(database_url: &str, dir: &Path) -> Result<usize> {
     let migrations = discover(dir)?;
-    let target = crate::postgres::Target::parse(database_url)?;
+    let target = crate::postgres::client::Target::parse(database_url)?;
     let label = target.label.clone();
     let tls = crate::postgres::tls::client_config(target.ssl_mode, target.root_cert.as_ref())?;
     let mut client = match tls {

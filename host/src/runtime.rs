@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
     Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
@@ -20,11 +20,18 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::manifest::{self, Manifest};
+use crate::capability::{Capability, Dependency};
+use crate::component::ComponentContext;
+use crate::key_value::{KeyValue, KeyValueInstance};
+use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::outbound::AllowedHosts;
-use crate::postgres::{PoolSettings, Pools};
-use crate::variables::{ComponentVariables, Resolved};
+use crate::postgres::client::{PoolSettings, Pools};
+use crate::postgres::{Postgres, PostgresInstance};
+use crate::runtime_config::RuntimeConfig;
+use crate::sqlite::{Sqlite, SqliteInstance};
+use crate::variables::resolve::{ComponentVariables, Resolved};
+use crate::variables::{Variables, VariablesInstance};
 
 /// How often the epoch advances: the granularity of deadlines and of
 /// yielding a busy guest back to the scheduler.
@@ -39,21 +46,94 @@ pub struct RuntimeSettings {
     /// Instances that may be kept idle for reuse, beyond those running
     /// (0 when every request gets a fresh instance).
     pub idle_instances: usize,
+    /// Stores and databases (`--runtime-config-file`).
+    pub runtime_config: RuntimeConfig,
+    /// Where the default key-value store and SQLite database live.
+    pub state_dir: PathBuf,
 }
 
 /// State shared by every request.
 pub struct Shared {
-    pub pools: Pools,
     pub metrics: Arc<Metrics>,
+    pub capabilities: Capabilities,
 }
 
-/// What a component's instances need from the manifest, resolved.
-pub struct ComponentContext {
-    pub id: String,
-    pub variables: ComponentVariables,
-    pub allowed_hosts: AllowedHosts,
-    pub files: Vec<manifest::FileMount>,
-    pub environment: Vec<(String, String)>,
+/// Every capability the host offers beyond WASI, each a self-contained unit
+/// ([`Capability`]) with one field of instance state in [`HostState`].
+/// Adding one means a field here, one there, and a line in each method.
+pub struct Capabilities {
+    pub variables: Variables,
+    pub postgres: Arc<Postgres>,
+    pub key_value: Arc<KeyValue>,
+    pub sqlite: Arc<Sqlite>,
+}
+
+impl Capabilities {
+    fn new(settings: &RuntimeSettings, metrics: &Arc<Metrics>) -> Self {
+        let config = &settings.runtime_config;
+        Capabilities {
+            variables: Variables,
+            postgres: Arc::new(Postgres::new(settings.pool.clone(), metrics.clone())),
+            key_value: Arc::new(KeyValue::new(
+                config.key_value_stores.clone(),
+                settings.state_dir.clone(),
+                Arc::new(Pools::new(settings.pool.clone(), metrics.clone())),
+            )),
+            sqlite: Arc::new(Sqlite::new(
+                config.sqlite_databases.clone(),
+                &settings.state_dir,
+            )),
+        }
+    }
+
+    fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
+        Variables::add_to_linker(linker, |s| &mut s.variables)?;
+        <Arc<Postgres>>::add_to_linker(linker, |s| &mut s.postgres)?;
+        <Arc<KeyValue>>::add_to_linker(linker, |s| &mut s.key_value)?;
+        <Arc<Sqlite>>::add_to_linker(linker, |s| &mut s.sqlite)?;
+        Ok(())
+    }
+
+    fn configure(&self, component: &ComponentContext) -> Result<()> {
+        self.variables.configure(component)?;
+        self.postgres.configure(component)?;
+        self.key_value.configure(component)?;
+        self.sqlite.configure(component)?;
+        Ok(())
+    }
+
+    fn instance(&self, component: &Arc<ComponentContext>) -> Instances {
+        Instances {
+            variables: self.variables.instance(component),
+            postgres: self.postgres.instance(component),
+            key_value: self.key_value.instance(component),
+            sqlite: self.sqlite.instance(component),
+        }
+    }
+
+    /// The services the components depend on, for start and readiness.
+    pub fn dependencies(&self, component: &ComponentContext) -> Vec<Dependency> {
+        let mut all = self.variables.dependencies(component);
+        all.extend(self.postgres.dependencies(component));
+        all.extend(self.key_value.dependencies(component));
+        all.extend(self.sqlite.dependencies(component));
+        all
+    }
+
+    pub fn record_metrics(&self) {
+        self.variables.record_metrics();
+        self.postgres.record_metrics();
+        self.key_value.record_metrics();
+        self.sqlite.record_metrics();
+    }
+}
+
+/// Each capability's state for one instance.
+struct Instances {
+    variables: VariablesInstance,
+    postgres: PostgresInstance,
+    key_value: KeyValueInstance,
+    sqlite: SqliteInstance,
 }
 
 pub struct LoadedComponent {
@@ -68,20 +148,25 @@ pub struct HostState {
     pub http: WasiHttpCtx,
     pub http_hooks: crate::outbound_http::OutboundHttp,
     pub limits: Limits,
-    pub component: Arc<ComponentContext>,
-    pub shared: Arc<Shared>,
     /// The current request's deadline: guest code traps once it has passed.
     pub deadline: Instant,
-    /// Whether the current request's trace is sampled: its database work
-    /// gets spans only then.
-    pub traced: bool,
+    pub variables: VariablesInstance,
+    pub postgres: PostgresInstance,
+    pub key_value: KeyValueInstance,
+    pub sqlite: SqliteInstance,
 }
 
 impl HostState {
     /// Prepares the store for a request due by `deadline`.
     pub fn begin_request(&mut self, deadline: Instant) {
         self.deadline = deadline;
-        self.traced = false;
+        self.set_traced(false);
+    }
+
+    /// Whether the current request's trace is sampled: the capabilities'
+    /// work gets spans only then.
+    pub fn set_traced(&mut self, traced: bool) {
+        self.postgres.traced = traced;
     }
 
     /// Whether a memory or table growth was ever refused in this store.
@@ -178,9 +263,9 @@ pub struct Runtime {
     pub components: HashMap<String, LoadedComponent>,
     pub shared: Arc<Shared>,
     pub settings: RuntimeSettings,
-    /// Postgres connection strings found in component variables, checked by
-    /// readiness.
-    pub databases: Vec<(String, String)>,
+    /// The services the components depend on (their databases), checked at
+    /// start and by readiness.
+    pub dependencies: Vec<Dependency>,
 }
 
 pub fn engine(settings: &RuntimeSettings) -> Result<Engine> {
@@ -284,16 +369,77 @@ pub fn linker(engine: &Engine) -> Result<Linker<HostState>> {
     let mut linker = Linker::<HostState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    crate::bindings::pg4::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-    crate::bindings::spin_variables::add_to_linker::<HostState, HasSelf<HostState>>(
-        &mut linker,
-        |s| s,
-    )?;
-    crate::bindings::wasi_config::add_to_linker::<HostState, HasSelf<HostState>>(
-        &mut linker,
-        |s| s,
-    )?;
+    Capabilities::add_to_linker(&mut linker)?;
     Ok(linker)
+}
+
+/// Resolves what component `id` is given, compiles it (or loads it
+/// precompiled) and pre-instantiates it against the host's imports.
+fn load(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    manifest: &Manifest,
+    id: &str,
+    variables: &Resolved,
+    settings: &RuntimeSettings,
+) -> Result<LoadedComponent> {
+    let decl = &manifest.components[id];
+    let component_variables = ComponentVariables::resolve(manifest, id, variables)?;
+    let hosts = decl
+        .allowed_outbound_hosts
+        .iter()
+        .map(|t| variables.render(manifest, t))
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
+    let allowed_hosts = AllowedHosts::parse(&hosts)
+        .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
+    for mount in &decl.files {
+        if !mount.source.is_dir() {
+            bail!(
+                "component `{id}`: files source {} is not a directory",
+                mount.source.display()
+            );
+        }
+    }
+    let started = Instant::now();
+    let component = load_component(engine, &decl.source, settings.cache_dir.as_deref())
+        .with_context(|| format!("component `{id}`"))?;
+    let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+        anyhow::anyhow!(
+            "component `{id}` ({}) imports something this host does not provide: {e:#}",
+            decl.source.display()
+        )
+    })?;
+    let pre = ProxyPre::new(instance_pre)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("component `{id}` does not export wasi:http/incoming-handler"))?;
+    tracing::info!(
+        component = id,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "component ready"
+    );
+    let imports = component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    Ok(LoadedComponent {
+        context: Arc::new(ComponentContext {
+            id: id.to_string(),
+            variables: Arc::new(component_variables),
+            allowed_hosts,
+            files: decl.files.clone(),
+            environment: decl
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            imports,
+            key_value_stores: decl.key_value_stores.iter().cloned().collect(),
+            sqlite_databases: decl.sqlite_databases.iter().cloned().collect(),
+        }),
+        pre,
+    })
 }
 
 impl Runtime {
@@ -305,92 +451,31 @@ impl Runtime {
     ) -> Result<Self> {
         let engine = engine(&settings)?;
         let linker = linker(&engine)?;
+        let capabilities = Capabilities::new(&settings, &metrics);
         let routed: std::collections::BTreeSet<&str> = manifest
             .http_triggers
             .iter()
             .map(|t| t.component.as_str())
             .collect();
         let mut components = HashMap::new();
-        let mut databases = Vec::new();
+        let mut dependencies = Vec::new();
         for id in routed {
-            let decl = &manifest.components[id];
-            let variables_ctx = ComponentVariables::resolve(manifest, id, variables)?;
-            let hosts = decl
-                .allowed_outbound_hosts
-                .iter()
-                .map(|t| variables.render(manifest, t))
-                .collect::<Result<Vec<_>>>()
-                .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
-            let allowed_hosts = AllowedHosts::parse(&hosts)
-                .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
-            for mount in &decl.files {
-                if !mount.source.is_dir() {
-                    bail!(
-                        "component `{id}`: files source {} is not a directory",
-                        mount.source.display()
-                    );
-                }
-            }
-            for (name, value) in variables_ctx.values() {
-                if (value.starts_with("postgres://") || value.starts_with("postgresql://"))
-                    && crate::postgres::Target::parse(value)
-                        .and_then(|t| t.endpoints())
-                        .map(|eps| {
-                            eps.iter()
-                                .all(|(h, p)| allowed_hosts.allows("postgres", h, *p))
-                        })
-                        .unwrap_or(false)
-                {
-                    databases.push((format!("{id}.{name}"), value.clone()));
-                }
-            }
-            let started = Instant::now();
-            let component = load_component(&engine, &decl.source, settings.cache_dir.as_deref())
+            let loaded = load(&engine, &linker, manifest, id, variables, &settings)?;
+            capabilities
+                .configure(&loaded.context)
                 .with_context(|| format!("component `{id}`"))?;
-            let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
-                anyhow::anyhow!(
-                    "component `{id}` ({}) imports something this host does not provide: {e:#}",
-                    decl.source.display()
-                )
-            })?;
-            let pre = ProxyPre::new(instance_pre)
-                .map_err(anyhow::Error::from)
-                .with_context(|| {
-                    format!("component `{id}` does not export wasi:http/incoming-handler")
-                })?;
-            tracing::info!(
-                component = id,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "component ready"
-            );
-            components.insert(
-                id.to_string(),
-                LoadedComponent {
-                    context: Arc::new(ComponentContext {
-                        id: id.to_string(),
-                        variables: variables_ctx,
-                        allowed_hosts,
-                        files: decl.files.clone(),
-                        environment: decl
-                            .environment
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    }),
-                    pre,
-                },
-            );
+            dependencies.extend(capabilities.dependencies(&loaded.context));
+            components.insert(id.to_string(), loaded);
         }
-        let shared = Arc::new(Shared {
-            pools: Pools::new(settings.pool.clone(), metrics.clone()),
-            metrics,
-        });
         Ok(Runtime {
             engine,
             components,
-            shared,
+            shared: Arc::new(Shared {
+                metrics,
+                capabilities,
+            }),
             settings,
-            databases,
+            dependencies,
         })
     }
 
@@ -423,6 +508,12 @@ impl Runtime {
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("mounting {}", mount.source.display()))?;
         }
+        let Instances {
+            variables,
+            postgres,
+            key_value,
+            sqlite,
+        } = self.shared.capabilities.instance(ctx);
         let state = HostState {
             table: ResourceTable::new(),
             wasi: wasi.build(),
@@ -436,10 +527,11 @@ impl Runtime {
                 hit: false,
                 memory_bytes: 0,
             },
-            component: ctx.clone(),
-            shared: self.shared.clone(),
             deadline: Instant::now(),
-            traced: false,
+            variables,
+            postgres,
+            key_value,
+            sqlite,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -530,7 +530,7 @@ impl Server {
         sampled: bool,
     ) -> Response<HyperOutgoingBody> {
         let mut instance = instance;
-        instance.store.data_mut().traced = sampled;
+        instance.store.data_mut().set_traced(sampled);
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let prepared = {
             use wasmtime_wasi_http::WasiHttpView;

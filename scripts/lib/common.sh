@@ -89,3 +89,35 @@ build_all() {
     say "building the host (with the workspace's tests: one build for all)"
     cargo test --release --workspace --no-run --quiet
 }
+
+# free_ports [N]: N distinct TCP ports on 127.0.0.1 free now (one per line),
+# for servers started next. Taken at random below the kernel's ephemeral
+# range, where outgoing connections and programs binding port 0 (Docker's
+# port proxies) get theirs, so nothing else is handed them before the
+# servers bind.
+free_ports() {
+    python3 - "${1:-1}" <<'PY'
+import random, socket, sys
+wanted = int(sys.argv[1])
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        high = int(f.read().split()[0])
+except OSError:
+    high = 32768
+ports = list(range(10000, max(high, 10001)))
+random.shuffle(ports)
+found = []
+for port in ports:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+    found.append(port)
+    if len(found) == wanted:
+        break
+else:
+    raise SystemExit("not enough free ports")
+print("\n".join(map(str, found)))
+PY
+}

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
-use crate::bindings::pg4::{DbDataType, DbValue, Interval, ParameterValue, RangeBoundKind};
+use super::bindings::{DbDataType, DbValue, Interval, ParameterValue, RangeBoundKind};
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 

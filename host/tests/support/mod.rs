@@ -8,7 +8,6 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,6 +93,11 @@ impl ScratchDb {
         url.to_string()
     }
 
+    /// A superuser client connected to this database.
+    pub async fn client(&self) -> Result<tokio_postgres::Client> {
+        admin_client(&self.url("disable")).await
+    }
+
     pub fn host_port(&self) -> (String, u16) {
         let url = url::Url::parse(&self.admin_url).expect("the admin URL is a URL");
         (
@@ -139,10 +143,7 @@ impl Drop for ScratchDb {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    devstack::free_port().expect("a free port")
 }
 
 /// A running `wasmhost serve`.

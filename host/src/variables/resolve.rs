@@ -1,17 +1,11 @@
-//! Spin variables: application `[variables]` resolved like Spin's
-//! environment provider (`SPIN_VARIABLE_<NAME>`, then the default), and
-//! component variables rendered from them. Both variables interfaces Spin
-//! offers are served: `fermyon:spin/variables@2.0.0` (what `spin-sdk`'s
-//! `variables::get` imports) and `wasi:config/store`.
-//!
-//! Everything is resolved once at start, so a missing required variable
-//! stops the process with its name instead of failing requests later.
+//! Resolving variables: application `[variables]` from the environment and
+//! their defaults, component variables rendered from them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Result, bail};
 
-use crate::bindings::{spin_variables, wasi_config};
+use super::bindings::spin_variables;
 use crate::manifest::{Manifest, Template};
 
 /// The environment variable that sets application variable `name`.
@@ -105,46 +99,13 @@ impl ComponentVariables {
         self.values.iter()
     }
 
-    fn get(&self, name: &str) -> Result<&String, spin_variables::Error> {
+    pub fn get(&self, name: &str) -> Result<&String, spin_variables::Error> {
         if crate::manifest::validate_variable_name(name).is_err() {
             return Err(spin_variables::Error::InvalidName(name.to_string()));
         }
         self.values
             .get(name)
             .ok_or_else(|| spin_variables::Error::Undefined(name.to_string()))
-    }
-}
-
-impl spin_variables::Host for crate::runtime::HostState {
-    async fn get(
-        &mut self,
-        name: String,
-    ) -> wasmtime::Result<Result<String, spin_variables::Error>> {
-        Ok(self.component.variables.get(&name).cloned())
-    }
-}
-
-impl wasi_config::Host for crate::runtime::HostState {
-    async fn get(
-        &mut self,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<String>, wasi_config::Error>> {
-        Ok(match self.component.variables.get(&key) {
-            Ok(value) => Ok(Some(value.clone())),
-            Err(spin_variables::Error::Undefined(_)) => Ok(None),
-            Err(e) => Err(wasi_config::Error::Upstream(format!("{e:?}"))),
-        })
-    }
-
-    async fn get_all(
-        &mut self,
-    ) -> wasmtime::Result<Result<Vec<(String, String)>, wasi_config::Error>> {
-        Ok(Ok(self
-            .component
-            .variables
-            .values()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()))
     }
 }
 

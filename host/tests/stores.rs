@@ -1,0 +1,373 @@
+//! Key-value stores and SQLite databases, as a component sees them through
+//! spin-sdk 5.2 (the `test-app` fixture): the semantics of each operation,
+//! the permission checks, and stores shared by two replicas on Redis and on
+//! PostgreSQL, against the real servers.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{HostConfig, ScratchDb, fixture_manifest, start, start_expecting_failure};
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+async fn call(method: &str, url: String, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let response = http()
+        .request(method, url)
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap_or_default().to_vec())
+}
+
+async fn text(method: &str, url: String, body: &str) -> (u16, String) {
+    let (status, bytes) = call(method, url, body.as_bytes().to_vec()).await;
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A host of the fixture app on `db`, with extra arguments.
+async fn app(db: &ScratchDb, args: &[&str], replacements: &[(&str, &str)]) -> support::Host {
+    let (host, port) = db.host_port();
+    let mut config = HostConfig::new(fixture_manifest(replacements))
+        .env("SPIN_VARIABLE_DB_URL", &db.url("disable"))
+        .env("SPIN_VARIABLE_DB_HOST", &host)
+        .env("SPIN_VARIABLE_DB_PORT", &port.to_string());
+    for arg in args {
+        config = config.arg(arg);
+    }
+    start(config).await.expect("host starts")
+}
+
+fn runtime_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("runtime-config.toml");
+    std::fs::write(&path, text).expect("runtime config written");
+    path
+}
+
+/// Every key-value operation on one store through `base`: absent keys,
+/// set, overwrite, binary values, exists, keys, delete (twice).
+async fn key_value_semantics(base: &str, store: &str) {
+    let kv = |key: &str| format!("{base}/kv/{store}/{key}");
+    assert_eq!(text("GET", kv(""), "").await, (200, "[]".into()));
+    assert_eq!(text("GET", kv("bar"), "").await.0, 404);
+    assert_eq!(
+        text("GET", kv("bar?exists"), "").await,
+        (200, "false".into())
+    );
+    assert_eq!(
+        text("DELETE", kv("bar"), "").await.0,
+        204,
+        "deleting an absent key"
+    );
+
+    assert_eq!(text("PUT", kv("bar"), "baz").await.0, 204);
+    assert_eq!(text("GET", kv("bar"), "").await, (200, "baz".into()));
+    assert_eq!(
+        text("GET", kv("bar?exists"), "").await,
+        (200, "true".into())
+    );
+    assert_eq!(text("PUT", kv("bar"), "wow").await.0, 204);
+    assert_eq!(text("GET", kv("bar"), "").await, (200, "wow".into()));
+
+    let binary: Vec<u8> = (0..=255).collect();
+    assert_eq!(call("PUT", kv("bin"), binary.clone()).await.0, 204);
+    assert_eq!(call("GET", kv("bin"), Vec::new()).await, (200, binary));
+    assert_eq!(call("PUT", kv("empty"), Vec::new()).await.0, 204);
+    assert_eq!(
+        call("GET", kv("empty"), Vec::new()).await,
+        (200, Vec::new())
+    );
+    assert_eq!(
+        text("GET", kv(""), "").await,
+        (200, r#"["bar","bin","empty"]"#.into())
+    );
+
+    for key in ["bar", "bar", "bin", "empty"] {
+        assert_eq!(text("DELETE", kv(key), "").await.0, 204);
+    }
+    assert_eq!(text("GET", kv("bar"), "").await.0, 404);
+    assert_eq!(text("GET", kv(""), "").await, (200, "[]".into()));
+}
+
+#[tokio::test]
+async fn the_default_store_is_a_sqlite_file_that_outlives_the_process() {
+    let db = ScratchDb::create().await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().display().to_string();
+    let mut host = app(&db, &["--state-dir", &state_dir], &[]).await;
+    key_value_semantics(&host.base, "default").await;
+
+    assert_eq!(
+        text(
+            "PUT",
+            format!("{}/kv/default/kept", host.base),
+            "across restarts"
+        )
+        .await
+        .0,
+        204
+    );
+    host.signal(nix::sys::signal::Signal::SIGTERM);
+    host.wait_exit(Duration::from_secs(10)).await.unwrap();
+    assert!(state.path().join("sqlite_key_value.db").is_file());
+
+    let host = app(&db, &["--state-dir", &state_dir], &[]).await;
+    assert_eq!(
+        text("GET", format!("{}/kv/default/kept", host.base), "").await,
+        (200, "across restarts".into())
+    );
+}
+
+#[tokio::test]
+async fn stores_the_manifest_does_not_list_are_access_denied() {
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, &[], &[]).await;
+    let (status, body) = text("GET", format!("{}/kv/forbidden/x", host.base), "").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("AccessDenied"), "{body}");
+    let (status, body) = text("PUT", format!("{}/kv/other/x", host.base), "v").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("AccessDenied"), "{body}");
+    let (status, body) = text(
+        "POST",
+        format!("{}/sqlite/forbidden", host.base),
+        r#"{"sql": "SELECT 1"}"#,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("AccessDenied"), "{body}");
+}
+
+#[tokio::test]
+async fn labels_the_runtime_configuration_does_not_define_stop_the_start() {
+    let db = ScratchDb::create().await.unwrap();
+    let output = start_expecting_failure(
+        HostConfig::new(fixture_manifest(&[(
+            r#"key_value_stores = ["default"]"#,
+            r#"key_value_stores = ["default", "cache"]"#,
+        )]))
+        .env("SPIN_VARIABLE_DB_URL", &db.url("disable")),
+    )
+    .unwrap();
+    assert!(
+        output.contains("key_value_stores") && output.contains("\"cache\""),
+        "{output}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = runtime_config(dir.path(), "[key_value_store.default]\ntype = \"dynamo\"\n");
+    let output = start_expecting_failure(
+        HostConfig::new(fixture_manifest(&[]))
+            .env("SPIN_VARIABLE_DB_URL", &db.url("disable"))
+            .arg("--runtime-config-file")
+            .arg(&config.display().to_string()),
+    )
+    .unwrap();
+    assert!(
+        output.contains("runtime config") && output.contains("dynamo"),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn a_postgres_store_is_shared_by_two_replicas() {
+    let db = ScratchDb::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = runtime_config(
+        dir.path(),
+        &format!(
+            "[key_value_store.default]\ntype = \"postgres\"\nurl = \"{}\"\ntable = \"app_kv\"\n",
+            db.url("disable")
+        ),
+    );
+    let config = config.display().to_string();
+    let one = app(&db, &["--runtime-config-file", &config], &[]).await;
+    let two = app(&db, &["--runtime-config-file", &config], &[]).await;
+    key_value_semantics(&one.base, "default").await;
+    shared_between(&one.base, &two.base).await;
+
+    // The rows are in the named table, readable by any PostgreSQL client.
+    let client = db.client().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT value FROM app_kv WHERE store = 'default' AND key = 'shared'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Vec<u8>>(0), b"from two".to_vec());
+}
+
+/// A value set through one replica is read, replaced and deleted through
+/// the other.
+async fn shared_between(one: &str, two: &str) {
+    let at = |base: &str| format!("{base}/kv/default/shared");
+    assert_eq!(text("PUT", at(one), "from one").await.0, 204);
+    assert_eq!(text("GET", at(two), "").await, (200, "from one".into()));
+    assert_eq!(text("PUT", at(two), "from two").await.0, 204);
+    assert_eq!(text("GET", at(one), "").await, (200, "from two".into()));
+    assert_eq!(
+        text("GET", format!("{one}/kv/default/"), "").await,
+        (200, r#"["shared"]"#.into())
+    );
+}
+
+/// A `redis-server` of Debian's, on a port of its own, gone with the test.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = support::free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package; the test command installs it)");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_store_is_shared_by_two_replicas() {
+    let redis = RedisServer::start();
+    let db = ScratchDb::create().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = runtime_config(
+        dir.path(),
+        &format!(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+            redis.url()
+        ),
+    );
+    let config = config.display().to_string();
+    let one = app(&db, &["--runtime-config-file", &config], &[]).await;
+    let two = app(&db, &["--runtime-config-file", &config], &[]).await;
+    key_value_semantics(&one.base, "default").await;
+    shared_between(&one.base, &two.base).await;
+}
+
+async fn sql(base: &str, route: &str, statement: &str, params: Value) -> (u16, Value) {
+    let body = json!({ "sql": statement, "params": params }).to_string();
+    let (status, text) = text("POST", format!("{base}/{route}/default"), &body).await;
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+#[tokio::test]
+async fn sqlite_runs_statements_with_typed_values_on_both_interfaces() {
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, &[], &[]).await;
+    let base = host.base.as_str();
+
+    let (status, created) = sql(
+        base,
+        "sqlite",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, r REAL, s TEXT, b BLOB)",
+        json!([]),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    let (status, inserted) = sql(
+        base,
+        "sqlite",
+        "INSERT INTO t (n, r, s, b) VALUES (?, ?, ?, ?), (?, ?, ?, ?)",
+        json!([42, 2.5, "forty-two", {"blob": [0, 1, 255]}, null, null, null, null]),
+    )
+    .await;
+    assert_eq!(status, 200, "{inserted}");
+    assert_eq!(inserted["columns"], json!([]));
+    assert_eq!(inserted["changes"], json!(2));
+    assert_eq!(inserted["last_insert_rowid"], json!(2));
+
+    for route in ["sqlite", "sqlite2"] {
+        let (status, rows) = sql(
+            base,
+            route,
+            "SELECT id, n, r, s, b FROM t WHERE id >= ? ORDER BY id",
+            json!([1]),
+        )
+        .await;
+        assert_eq!(status, 200, "{rows}");
+        assert_eq!(rows["columns"], json!(["id", "n", "r", "s", "b"]));
+        assert_eq!(
+            rows["rows"],
+            json!([
+                [1, 42, 2.5, "forty-two", {"blob": [0, 1, 255]}],
+                [2, null, null, null, null]
+            ]),
+            "{route}"
+        );
+    }
+
+    // Errors are the interface's `io` error with SQLite's message, and the
+    // database stays usable.
+    let (status, error) = sql(base, "sqlite", "SELEKT 1", json!([])).await;
+    assert_eq!(status, 422);
+    assert!(
+        error.as_str().unwrap_or("").contains("syntax error"),
+        "{error}"
+    );
+    let (status, error) = sql(base, "sqlite", "INSERT INTO t (id) VALUES (1)", json!([])).await;
+    assert_eq!(status, 422);
+    assert!(error.as_str().unwrap_or("").contains("UNIQUE"), "{error}");
+    let (status, error) = sql(base, "sqlite2", "SELECT * FROM missing", json!([])).await;
+    assert_eq!(status, 422);
+    assert!(
+        error.as_str().unwrap_or("").contains("no such table"),
+        "{error}"
+    );
+
+    // A statement that fails halfway leaves nothing behind.
+    let (status, _) = sql(
+        base,
+        "sqlite",
+        "INSERT INTO t (id, n) SELECT 10, 1 UNION ALL SELECT 1, 2",
+        json!([]),
+    )
+    .await;
+    assert_eq!(status, 422, "the second row collides with id 1");
+    let (_, count) = sql(base, "sqlite", "SELECT count(*) AS c FROM t", json!([])).await;
+    assert_eq!(count["rows"], json!([[2]]), "the statement was atomic");
+}
