@@ -1,4 +1,4 @@
-//! Helpers for `bench/run` (the benchmark driver in `bench/driver.py`):
+//! Helpers for `bench/run` (the benchmark is the Python package `bench/conduit_bench`):
 //!
 //! - `native-hello`: the smallest hyper server answering `hello`, the native
 //!   reference the hello component is compared against (same runtime shape as

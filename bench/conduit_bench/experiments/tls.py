@@ -15,8 +15,8 @@ both alike:
   TLS resuming the previous session (nginx's shared session cache; the
   fraction of connections actually resumed is counted, not assumed).
 
-The module owns its settings (`add_arguments`), its measurement (`run`), its
-report section (`markdown`) and its chart (`chart`); driver.py wires it in.
+It has its own chart, `<name>-tls.svg`, and its section follows the list of
+the report's files.
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ import socket
 import ssl
 import time
 import urllib.parse
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+
+from ..common import log
+from ..database import reset_data
+from ..formatting import split_list
+from ..load import run_wrk
+from ..measure import measured, median_run
+from .base import Context, Experiment
 
 SCENARIOS = ("article", "list_anon")
 HANDSHAKE_MODES = ("plain", "tls_full", "tls_resumed")
@@ -38,14 +47,36 @@ MODE_LABELS = {
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--tls-scenarios", default=",".join(SCENARIOS),
-                        help="keep-alive scenarios measured over HTTPS and plain HTTP through nginx "
-                             "(empty: skip the TLS comparison)")
-    parser.add_argument("--tls-connections", type=int, default=64)
-    parser.add_argument("--tls-duration", type=int, default=10, help="seconds per run")
-    parser.add_argument("--tls-rounds", type=int, default=3)
-    parser.add_argument("--tls-clients", type=int, default=4,
-                        help="client processes opening connections in the new-connection runs")
+    group = parser.add_argument_group("HTTPS against plain HTTP through nginx")
+    group.add_argument("--tls-scenarios", type=split_list, default=",".join(SCENARIOS),
+                       help="keep-alive scenarios measured over HTTPS and plain HTTP through nginx "
+                            "(empty: skip the TLS comparison)")
+    group.add_argument("--tls-connections", type=int, default=64)
+    group.add_argument("--tls-duration", type=int, default=10, help="seconds per run")
+    group.add_argument("--tls-rounds", type=int, default=3)
+    group.add_argument("--tls-clients", type=int, default=4,
+                       help="client processes opening connections in the new-connection runs")
+
+
+@dataclass(frozen=True)
+class Settings:
+    scenarios: list[str]
+    connections: int
+    seconds: int
+    rounds: int
+    clients: int
+
+    @classmethod
+    def from_args(cls, args) -> Settings | None:
+        if not args.tls_scenarios:
+            return None
+        return cls(args.tls_scenarios, args.tls_connections, args.tls_duration, args.tls_rounds, args.tls_clients)
+
+
+@dataclass(frozen=True)
+class Edge:
+    url: str
+    nginx_pid: int | None
 
 
 def _connection_loop(mode: str, host: str, port: int, ca: str | None, seconds: float, out) -> None:
@@ -117,60 +148,78 @@ def new_connections(url: str, mode: str, ca: str | None, clients: int, seconds: 
     }
 
 
-def run(args, description: dict, replicas, postgres_pid, data_dir: Path, database_url: str, *,
-        run_wrk, measured, reset_data, median_run, pid_of, log) -> dict:
-    scenarios = [s for s in args.tls_scenarios.split(",") if s]
-    edges = {
-        "https": {"url": description["url"], "nginx_pid": pid_of(description["nginx_pid_file"])},
-        "http": {"url": description["plain_url"], "nginx_pid": pid_of(description["plain_nginx_pid_file"])},
-    }
-    ca = description["ca"] if Path(description["ca"]).exists() else None
-    result: dict = {
-        "connections": args.tls_connections,
-        "seconds": args.tls_duration,
-        "rounds": args.tls_rounds,
-        "keepalive": {},
-        "new_connections": {},
-    }
-    for scenario in scenarios:
-        runs: dict[str, list[dict]] = {key: [] for key in edges}
-        for round_number in range(args.tls_rounds):
-            for key, edge in edges.items():
-                runs[key].append(measured(
-                    replicas, postgres_pid, edge["nginx_pid"],
-                    lambda: run_wrk(edge["url"], scenario, args.tls_connections, args.tls_duration, data_dir),
-                ))
-                reset_data(database_url, scenario)
-            log(f"tls {scenario} round {round_number + 1}: "
-                + ", ".join(f"{key} {value[-1]['rps']}" for key, value in runs.items()))
-        entry = {key: median_run(value) for key, value in runs.items()}
-        entry["ratio"] = round(entry["https"]["rps"] / entry["http"]["rps"], 3) if entry["http"]["rps"] else None
-        result["keepalive"][scenario] = entry
+def keepalive(settings: Settings, context: Context, edges: dict[str, Edge], scenario: str) -> dict:
+    """wrk over both edges in turn, `settings.rounds` times; the median round of each."""
+    stack = context.stack
+    runs: dict[str, list[dict]] = {key: [] for key in edges}
+    for round_number in range(settings.rounds):
+        for key, edge in edges.items():
+            runs[key].append(measured(
+                stack.replicas, stack.postgres_pid, edge.nginx_pid,
+                partial(run_wrk, edge.url, scenario, settings.connections, settings.seconds, context.data_dir),
+            ))
+            reset_data(stack.database_url, scenario)
+        log(f"tls {scenario} round {round_number + 1}: "
+            + ", ".join(f"{key} {value[-1]['rps']}" for key, value in runs.items()))
+    entry = {key: median_run(value) for key, value in runs.items()}
+    entry["ratio"] = round(entry["https"]["rps"] / entry["http"]["rps"], 3) if entry["http"]["rps"] else None
+    return entry
 
+
+def connection_rates(settings: Settings, context: Context, edges: dict[str, Edge]) -> dict:
+    """New connections per second in every handshake mode, in turn,
+    `settings.rounds` times; the median round of each."""
+    stack = context.stack
+    ca = str(stack.ca) if stack.ca.exists() else None
     samples: dict[str, list[dict]] = {mode: [] for mode in HANDSHAKE_MODES}
-    for round_number in range(args.tls_rounds):
+    for round_number in range(settings.rounds):
         for mode in HANDSHAKE_MODES:
             edge = edges["http" if mode == "plain" else "https"]
             holder: dict = {}
 
             def action(mode=mode, edge=edge, holder=holder):
-                holder.update(new_connections(edge["url"], mode, ca, args.tls_clients, args.tls_duration))
+                holder.update(new_connections(edge.url, mode, ca, settings.clients, settings.seconds))
                 return {"requests": holder["connections"], "rps": holder["per_second"]}
 
-            sample = measured(replicas, postgres_pid, edge["nginx_pid"], action)
+            sample = measured(stack.replicas, stack.postgres_pid, edge.nginx_pid, action)
             holder["nginx_cpu_ms_per_connection"] = sample.get("nginx_cpu_ms_per_request")
             samples[mode].append(holder)
         log(f"tls new connections round {round_number + 1}: "
             + ", ".join(f"{mode} {value[-1]['per_second']}/s" for mode, value in samples.items()))
+    rates = {}
     for mode, values in samples.items():
         middle = sorted(values, key=lambda v: v["per_second"])[len(values) // 2]
         middle["all_rounds_per_second"] = [v["per_second"] for v in values]
-        result["new_connections"][mode] = middle
+        rates[mode] = middle
+    return rates
+
+
+def run(settings: Settings, context: Context) -> dict:
+    stack = context.stack
+    edges = {"https": Edge(stack.url, stack.nginx_pid), "http": Edge(stack.plain_url, stack.plain_nginx_pid)}
+    result: dict = {
+        "connections": settings.connections,
+        "seconds": settings.seconds,
+        "rounds": settings.rounds,
+        "keepalive": {},
+        "new_connections": {},
+    }
+    for scenario in settings.scenarios:
+        result["keepalive"][scenario] = keepalive(settings, context, edges, scenario)
+    result["new_connections"] = connection_rates(settings, context, edges)
     return result
 
 
-def markdown(section: dict) -> list[str]:
+def _ms(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def markdown(report: dict) -> list[str]:
+    section = report.get("tls")
+    if not section:
+        return []
     lines = [
+        "",
         "## HTTPS against plain HTTP through nginx",
         "",
         "The same nginx.conf in front of the same replicas, once with its API server block over TLS "
@@ -210,14 +259,13 @@ def markdown(section: dict) -> list[str]:
             f"| {resumed} | {_ms(entry.get('nginx_cpu_ms_per_connection'))} | {entry['failures']} |"
         )
     lines.append("")
+    if section.get("chart"):
+        lines += [f"Chart: [{section['chart']}]({section['chart']})", ""]
     return lines
 
 
-def _ms(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def chart(section: dict, path: Path, plt) -> bool:
+def chart(report: dict, path: Path, plt) -> bool:
+    section = report["tls"]
     if not section.get("keepalive") and not section.get("new_connections"):
         return False
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -242,3 +290,7 @@ def chart(section: dict, path: Path, plt) -> bool:
     figure.savefig(path)
     plt.close(figure)
     return True
+
+
+EXPERIMENT = Experiment(key="tls", add_arguments=add_arguments, settings=Settings.from_args, run=run,
+                        markdown=markdown, chart=chart, chart_suffix="-tls", after_files=True)
