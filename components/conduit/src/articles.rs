@@ -14,7 +14,7 @@
 use spin_sdk::http::{Request, Response};
 use spin_sdk::pg4::{Connection, ParameterValue};
 
-use crate::auth::{ANONYMOUS_ID, AuthUser, existing_viewer};
+use crate::auth::caller::{ANONYMOUS_ID, AuthUser, existing_viewer};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{

@@ -3,9 +3,9 @@
 //! One module per area of the spec (`users`, `profiles`, `articles` with
 //! favorites, `comments`, `tags`), each owning its routes' handlers and SQL;
 //! `router` maps requests to them, `error` renders every failure as the spec's
-//! error body, `auth` owns tokens and passwords, `db` the PostgreSQL access
-//! (through `spin_sdk::pg4`), `openapi` the generated document, `web` the
-//! request and response plumbing they all share.
+//! error body, `auth` owns tokens, the caller and passwords, `db` the
+//! PostgreSQL access (through `spin_sdk::pg4`), `openapi` the generated
+//! document, `web` the request and response plumbing they all share.
 //!
 //! Dependencies point one way: the router on the handlers, the handlers on
 //! the modules they share (`auth`, `db`, `models`, `validate`, `web`), those

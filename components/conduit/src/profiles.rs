@@ -6,7 +6,7 @@
 
 use spin_sdk::http::{Request, Response};
 
-use crate::auth::{AuthUser, existing_viewer};
+use crate::auth::caller::{AuthUser, existing_viewer};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{Profile, ProfileResponse};

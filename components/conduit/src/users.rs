@@ -10,7 +10,9 @@
 use spin_sdk::http::{Request, Response};
 use spin_sdk::pg4::DbValue;
 
-use crate::auth::{self, AuthUser, TokenConfig};
+use crate::auth::TokenConfig;
+use crate::auth::caller::AuthUser;
+use crate::auth::password::{DECOY_HASH, hash_password, verify_password};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{LoginUserRequest, NewUserRequest, UpdateUserRequest, User, UserResponse};
@@ -69,7 +71,7 @@ pub fn register(req: &Request, _params: &PathParams) -> Result<Response, Error> 
     let password = password.ok_or_else(|| missing("password"))?;
 
     let tokens = TokenConfig::load()?;
-    let password_hash = auth::hash_password(password)?;
+    let password_hash = hash_password(password)?;
     let db = db::connect()?;
     // DO NOTHING covers both unique indexes (username, lower(email)). When a
     // concurrent registration holds the name, the insert waits for it to
@@ -161,11 +163,11 @@ pub fn login(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     };
     let Some(row) = db::first_row(&rows) else {
         // Same work as a wrong password, so timing does not reveal accounts.
-        auth::verify_password(password, auth::DECOY_HASH);
+        verify_password(password, DECOY_HASH);
         return Err(invalid);
     };
     let stored_hash: String = db::column(row, 5)?;
-    if !auth::verify_password(password, &stored_hash) {
+    if !verify_password(password, &stored_hash) {
         return Err(invalid);
     }
     user_response(200, user_from_row(row, &tokens)?)
@@ -233,11 +235,7 @@ pub fn update(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     validator.finish()?;
 
     let tokens = TokenConfig::load()?;
-    let password_hash = user
-        .password
-        .as_deref()
-        .map(auth::hash_password)
-        .transpose()?;
+    let password_hash = user.password.as_deref().map(hash_password).transpose()?;
     // Each field is a (change it?, new value) pair, so no NULL parameters are needed.
     let pair = |value: Option<String>| (value.is_some(), value.unwrap_or_default());
     let (set_email, email) = pair(user.email);
