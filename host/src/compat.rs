@@ -12,7 +12,7 @@
 //! - the request body: wasmhost caps it (`--max-body-bytes`, 413); Spin has
 //!   no cap of its own and hands the component whatever arrives.
 
-use crate::postgres::errors::DbErrorReporting;
+use crate::postgres::client::DbErrorReporting;
 
 /// Which runtime's observable behaviour the host reproduces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -19,9 +19,19 @@ use anyhow::{Context, Result, bail};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::Host;
 
-use super::errors::DbErrorReporting;
 use super::tls::{self, SslMode};
 use crate::metrics::Metrics;
+
+/// How failed statements reach the component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DbErrorReporting {
+    /// `query-error::db-error` with SQLSTATE, message, detail and extras;
+    /// a lost connection is `connection-failed`.
+    #[default]
+    Structured,
+    /// `query-error::text` only, as Spin 3.6 reports it.
+    SpinText,
+}
 
 /// Settings shared by every pool.
 #[derive(Debug, Clone)]

@@ -3,17 +3,7 @@
 //! under Spin's compatibility profile, text worded as Spin 3.6 words it.
 
 use super::bindings::{DbError, Error as PgError, QueryError};
-
-/// How failed statements reach the component.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DbErrorReporting {
-    /// `query-error::db-error` with SQLSTATE, message, detail and extras;
-    /// a lost connection is `connection-failed`.
-    #[default]
-    Structured,
-    /// `query-error::text` only, as Spin 3.6 reports it.
-    SpinText,
-}
+use super::client::DbErrorReporting;
 
 pub(super) fn db_error(e: &tokio_postgres::Error) -> Option<PgError> {
     let dbe = e.as_db_error()?;

@@ -13,8 +13,8 @@ wasmtime::component::bindgen!({
     path: ["wit/spin@2.0.0", "../wit/deps/spin-sqlite@3.0.0"],
     imports: { default: async | trappable },
     with: {
-        "fermyon:spin/sqlite.connection": crate::sqlite::host::Connection,
-        "spin:sqlite/sqlite.connection": crate::sqlite::host::Connection,
+        "fermyon:spin/sqlite.connection": crate::sqlite::connection::Connection,
+        "spin:sqlite/sqlite.connection": crate::sqlite::connection::Connection,
     },
 });
 

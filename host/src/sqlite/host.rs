@@ -2,20 +2,12 @@
 //! instance. Both run statements the same way; 3.0.0 adds the row id of the
 //! last insert and the count of changed rows, kept per guest connection.
 
-use std::sync::{Arc, Mutex};
-
 use rusqlite::types::{Value as Sql, ValueRef};
 use wasmtime::component::Resource;
 
 use super::SqliteInstance;
 use super::bindings::{v2, v3};
-
-/// A guest's open database.
-pub struct Connection {
-    database: Arc<Mutex<rusqlite::Connection>>,
-    last_insert_rowid: i64,
-    changes: u64,
-}
+use super::connection::Connection;
 
 /// A statement's result, before it becomes either interface's record.
 struct Outcome {

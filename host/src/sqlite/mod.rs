@@ -12,6 +12,7 @@
 //! - [`host`]: the interfaces' methods, on each instance's [`SqliteInstance`].
 
 pub mod bindings;
+pub mod connection;
 pub mod host;
 
 use std::collections::{BTreeMap, BTreeSet};
