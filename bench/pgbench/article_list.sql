@@ -1,5 +1,5 @@
 -- The article list's statement as components/conduit/src/articles.rs
--- (`article_list_query` with no filter, `article_json(false)`,
+-- (`article_list_query` with no filter, `article_json(false, &STORED)`,
 -- `db::profile_json`, `db::iso8601`) sends it for GET /api/articles:
 -- $1 = viewer (0 = anonymous), $2 = limit (20), $3 = offset (0). pgbench
 -- runs it with -M prepared, as the host's statement cache does. A unit test

@@ -1,6 +1,7 @@
 //! Hashes a password with the Conduit component's parameters (argon2id,
-//! m=19 MiB, t=2, p=1; components/conduit/src/auth.rs) a number of times and
-//! prints one line of JSON: the median and best milliseconds per hash.
+//! m=19 MiB, t=2, p=1; components/conduit/src/auth/password.rs) a number of
+//! times and prints one line of JSON: the median and best milliseconds per
+//! hash.
 //!
 //!   argon2-hash [ITERATIONS]
 //!
