@@ -52,6 +52,22 @@ pub trait Capability: Send + Sync + 'static {
     fn record_metrics(&self) {}
 }
 
+/// Fails, naming them, when a component lists labels (`key_value_stores`,
+/// `sqlite_databases`) that nothing defines, as Spin refuses to start then.
+pub fn check_labels<'a>(
+    manifest_key: &str,
+    listed: impl IntoIterator<Item = &'a String>,
+    defined: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let unknown: Vec<&String> = listed.into_iter().filter(|l| !defined(l)).collect();
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "{manifest_key} names {unknown:?}, which the runtime configuration does not define (only `default` exists without one)"
+        );
+    }
+    Ok(())
+}
+
 /// A service a capability needs, with the check that it answers.
 pub struct Dependency {
     /// What kind of service: `database`.

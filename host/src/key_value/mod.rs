@@ -16,15 +16,15 @@ pub mod bindings;
 pub mod host;
 pub mod store;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use tokio::sync::OnceCell;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 
-use crate::capability::{Accessor, Capability, Dependency};
+use crate::capability::{Accessor, Capability, Dependency, check_labels};
 use crate::component::ComponentContext;
 use crate::postgres::client::Pools;
 use crate::runtime_config::KeyValueStoreConfig;
@@ -157,17 +157,9 @@ impl Capability for Arc<KeyValue> {
 
     /// Every label the component lists must name a store, as in Spin.
     fn configure(&self, component: &ComponentContext) -> Result<()> {
-        let unknown: BTreeSet<&String> = component
-            .key_value_stores
-            .iter()
-            .filter(|label| !self.stores.contains_key(label.as_str()))
-            .collect();
-        if !unknown.is_empty() {
-            bail!(
-                "key_value_stores names {unknown:?}, which the runtime configuration does not define (only `default` exists without one)"
-            );
-        }
-        Ok(())
+        check_labels("key_value_stores", &component.key_value_stores, |label| {
+            self.stores.contains_key(label)
+        })
     }
 
     fn instance(&self, component: &Arc<ComponentContext>) -> KeyValueInstance {

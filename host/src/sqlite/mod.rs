@@ -15,16 +15,16 @@ pub mod bindings;
 pub mod connection;
 pub mod host;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use tokio::sync::OnceCell;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 
-use crate::capability::{Accessor, Capability};
+use crate::capability::{Accessor, Capability, check_labels};
 use crate::component::ComponentContext;
 use crate::runtime_config::SqliteDatabaseConfig;
 
@@ -47,9 +47,12 @@ pub fn open_file(path: &Path) -> Result<rusqlite::Connection> {
     Ok(connection)
 }
 
+/// A database's one connection, shared by every instance.
+type Shared = Arc<Mutex<rusqlite::Connection>>;
+
 /// The process-wide part: every configured database, opened on first use.
 pub struct Sqlite {
-    databases: BTreeMap<String, (PathBuf, OnceCell<Arc<Mutex<rusqlite::Connection>>>)>,
+    databases: BTreeMap<String, (PathBuf, OnceCell<Shared>)>,
 }
 
 impl Sqlite {
@@ -76,7 +79,7 @@ impl Sqlite {
 
     /// The connection behind `label`, opened on first use; `None` when no
     /// database has that label.
-    async fn open(&self, label: &str) -> Option<Result<Arc<Mutex<rusqlite::Connection>>>> {
+    async fn open(&self, label: &str) -> Option<Result<Shared>> {
         let (path, cell) = self.databases.get(label)?;
         Some(
             cell.get_or_try_init(|| async {
@@ -112,17 +115,9 @@ impl Capability for Arc<Sqlite> {
 
     /// Every label the component lists must name a database, as in Spin.
     fn configure(&self, component: &ComponentContext) -> Result<()> {
-        let unknown: BTreeSet<&String> = component
-            .sqlite_databases
-            .iter()
-            .filter(|label| !self.databases.contains_key(label.as_str()))
-            .collect();
-        if !unknown.is_empty() {
-            bail!(
-                "sqlite_databases names {unknown:?}, which the runtime configuration does not define (only `default` exists without one)"
-            );
-        }
-        Ok(())
+        check_labels("sqlite_databases", &component.sqlite_databases, |label| {
+            self.databases.contains_key(label)
+        })
     }
 
     fn instance(&self, component: &Arc<ComponentContext>) -> SqliteInstance {
