@@ -49,6 +49,7 @@ impl std::fmt::Display for ApiVersion {
 
 /// Where the engine listens, as `testcontainers` would find it: `DOCKER_HOST`
 /// when set, else the default socket.
+#[derive(Debug, PartialEq, Eq)]
 pub enum EngineAddress {
     Unix(PathBuf),
     /// A `DOCKER_HOST` that is not a Unix socket (tcp, ssh, ...).
@@ -56,11 +57,13 @@ pub enum EngineAddress {
 }
 
 impl EngineAddress {
-    pub fn from_env() -> EngineAddress {
-        match std::env::var("DOCKER_HOST") {
-            Ok(host) if !host.trim().is_empty() => match host.strip_prefix("unix://") {
+    /// The address `docker_host` (the value of `DOCKER_HOST`) names; unset or
+    /// blank means the default socket.
+    pub fn from_docker_host(docker_host: Option<&str>) -> EngineAddress {
+        match docker_host {
+            Some(host) if !host.trim().is_empty() => match host.strip_prefix("unix://") {
                 Some(path) => EngineAddress::Unix(PathBuf::from(path)),
-                None => EngineAddress::Other(host),
+                None => EngineAddress::Other(host.to_owned()),
             },
             _ => EngineAddress::Unix(PathBuf::from(DEFAULT_SOCKET)),
         }
@@ -287,6 +290,21 @@ mod tests {
         assert_eq!(
             with_api_version("/v1.53/images/postgres:17/json", V1_41),
             "/v1.41/images/postgres:17/json"
+        );
+    }
+
+    #[test]
+    fn docker_host_names_a_unix_socket_or_something_else_and_blank_means_the_default() {
+        let default = EngineAddress::Unix(PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(EngineAddress::from_docker_host(None), default);
+        assert_eq!(EngineAddress::from_docker_host(Some(" ")), default);
+        assert_eq!(
+            EngineAddress::from_docker_host(Some("unix:///run/user/1000/docker.sock")),
+            EngineAddress::Unix(PathBuf::from("/run/user/1000/docker.sock"))
+        );
+        assert_eq!(
+            EngineAddress::from_docker_host(Some("tcp://127.0.0.1:2375")),
+            EngineAddress::Other("tcp://127.0.0.1:2375".into())
         );
     }
 

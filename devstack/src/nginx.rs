@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 use tokio::process::Command;
 
+use crate::config::environment;
 use crate::process::{self, Echo, LogTail, ManagedChild};
 
 const BEGIN_MARKER: &str = "# devstack:upstream-servers:begin";
@@ -56,7 +57,11 @@ pub struct UpstreamServer {
 
 /// The nginx binary: `$NGINX_BIN`, else Debian's `/usr/sbin/nginx`, else PATH.
 pub fn nginx_program() -> PathBuf {
-    process::program("NGINX_BIN", "/usr/sbin/nginx", "nginx")
+    process::program(
+        environment().nginx_bin.as_deref(),
+        "/usr/sbin/nginx",
+        "nginx",
+    )
 }
 
 /// The production config with the upstream block, the listen lines, the
@@ -69,6 +74,13 @@ pub fn render_config(
     tls_dir: &Path,
     servers: &[UpstreamServer],
 ) -> Result<String> {
+    let with_servers = render_upstream_servers(production, servers)?;
+    render_directives(&with_servers, ports, api_listener, tls_dir)
+}
+
+/// `production` with the block between the markers replaced by one `server`
+/// line per loopback replica, each with the production line's parameters.
+fn render_upstream_servers(production: &str, servers: &[UpstreamServer]) -> Result<String> {
     let begin = production
         .find(BEGIN_MARKER)
         .context("nginx.conf has no `# devstack:upstream-servers:begin` marker")?;
@@ -113,8 +125,23 @@ pub fn render_config(
         block.push_str(";\n");
     }
     block.push_str(&indent);
-    let rendered = format!("{}{}{}", &production[..begin], block, &production[end..]);
-    // Directive lines only: comments may mention the directives.
+    Ok(format!(
+        "{}{}{}",
+        &production[..begin],
+        block,
+        &production[end..]
+    ))
+}
+
+/// `config` with the listen lines, the redirect's port and the certificate
+/// directory rendered; each production directive must be there exactly once.
+/// Directive lines only: comments may mention the directives.
+fn render_directives(
+    config: &str,
+    ports: NginxPorts,
+    api_listener: ApiListener,
+    tls_dir: &Path,
+) -> Result<String> {
     let tls_dir = format!("{}/", tls_dir.display());
     let replacements = [
         (
@@ -134,7 +161,7 @@ pub fn render_config(
         ),
     ];
     for (directive, _) in &replacements {
-        let count = rendered
+        let count = config
             .lines()
             .filter(|line| line.trim() == *directive)
             .count();
@@ -142,8 +169,8 @@ pub fn render_config(
             bail!("nginx.conf must contain exactly one `{directive}` line, has {count}");
         }
     }
-    let mut out = String::with_capacity(rendered.len());
-    for line in rendered.split_inclusive('\n') {
+    let mut out = String::with_capacity(config.len());
+    for line in config.split_inclusive('\n') {
         let directive = line.trim();
         if let Some((production, local)) = replacements
             .iter()

@@ -267,11 +267,12 @@ pub async fn run(what: &str, mut command: Command) -> Result<String> {
     Ok(stdout)
 }
 
-/// A tool's binary: `$<env_var>` when set, else Debian's `debian` path when
-/// it exists, else `name` looked up on PATH.
-pub fn program(env_var: &str, debian: &str, name: &str) -> PathBuf {
-    if let Some(path) = std::env::var_os(env_var) {
-        return PathBuf::from(path);
+/// A tool's binary: `configured` (the operator's, from
+/// [`Environment`](crate::config::Environment)) when given, else Debian's
+/// `debian` path when it exists, else `name` looked up on PATH.
+pub fn program(configured: Option<&Path>, debian: &str, name: &str) -> PathBuf {
+    if let Some(path) = configured {
+        return path.to_path_buf();
     }
     let debian = PathBuf::from(debian);
     if debian.exists() {
@@ -281,9 +282,17 @@ pub fn program(env_var: &str, debian: &str, name: &str) -> PathBuf {
     }
 }
 
-/// A command for `program`, run as `user` when that is set (PostgreSQL's
+/// A system user a command runs as instead of the current one (PostgreSQL's
 /// server binaries refuse to run as root).
-pub fn command_as(program: &Path, user: Option<&crate::postgres::SystemUser>) -> Command {
+#[derive(Clone, Debug)]
+pub struct SystemUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A command for `program`, run as `user` when that is set.
+pub fn command_as(program: &Path, user: Option<&SystemUser>) -> Command {
     match user {
         None => Command::new(program),
         Some(user) => {

@@ -11,11 +11,16 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use tokio::process::Command;
 
-use crate::process::{Echo, LogTail, ManagedChild};
+use crate::config::environment;
+use crate::process::{self, Echo, LogTail, ManagedChild};
 
 /// The prometheus binary: `$PROMETHEUS_BIN`, else Debian's, else PATH.
 pub fn prometheus_program() -> PathBuf {
-    crate::process::program("PROMETHEUS_BIN", "/usr/bin/prometheus", "prometheus")
+    process::program(
+        environment().prometheus_bin.as_deref(),
+        "/usr/bin/prometheus",
+        "prometheus",
+    )
 }
 
 /// The scrape configuration: every target every `interval`, the rules
@@ -76,28 +81,35 @@ impl Prometheus {
                 .timeout(Duration::from_secs(5))
                 .build()?,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        prometheus.wait_ready(Duration::from_secs(60)).await?;
+        Ok(prometheus)
+    }
+
+    /// Waits until `/-/ready` answers 200.
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
         loop {
-            if let Some(process) = prometheus.process.as_mut()
+            if let Some(process) = self.process.as_mut()
                 && let Some(status) = process.try_status()?
             {
                 bail!(
                     "prometheus exited during start ({status}):\n{}",
-                    prometheus.log.last(20)
+                    self.log.last(20)
                 );
             }
-            let ready = prometheus
+            let ready = self
                 .http
-                .get(format!("{}/-/ready", prometheus.url()))
+                .get(format!("{}/-/ready", self.url()))
                 .send()
                 .await;
             if ready.is_ok_and(|r| r.status().is_success()) {
-                return Ok(prometheus);
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
-                    "prometheus was not ready after 60 s:\n{}",
-                    prometheus.log.last(20)
+                    "prometheus was not ready after {} s:\n{}",
+                    timeout.as_secs(),
+                    self.log.last(20)
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

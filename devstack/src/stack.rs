@@ -1,19 +1,19 @@
 //! The whole local stack: PostgreSQL, migrations, N replicas, nginx.
 
-use std::collections::BTreeSet;
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use tokio::process::Command;
 use url::Url;
 
+use crate::config::environment;
 use crate::nginx::{Nginx, NginxPorts};
+use crate::ports::port_or_free;
 use crate::postgres::{self, PostgresCluster};
 use crate::process::{self, Echo};
 use crate::replica::{Replica, ReplicaSpec};
+use crate::secrets::Secrets;
 
 /// Where the database comes from.
 #[derive(Clone, Debug)]
@@ -23,27 +23,6 @@ pub enum Database {
     External { owner_url: String, app_url: String },
     /// A private cluster on `data_dir` (created on first use) and `port`.
     Private { data_dir: PathBuf, port: u16 },
-}
-
-/// Passwords and keys; generated once per installation (scripts/stack keeps
-/// them in .data/secrets.env) or per test.
-#[derive(Clone, Debug)]
-pub struct Secrets {
-    pub jwt_secret: String,
-    pub owner_password: String,
-    pub app_password: String,
-    pub superuser_password: String,
-}
-
-impl Secrets {
-    pub fn random() -> Result<Self> {
-        Ok(Self {
-            jwt_secret: postgres::random_hex(32)?,
-            owner_password: postgres::random_hex(16)?,
-            app_password: postgres::random_hex(16)?,
-            superuser_password: postgres::random_hex(16)?,
-        })
-    }
 }
 
 /// Route limits of the shipped deployments (`WASMHOST_ROUTE_LIMITS`): two
@@ -97,8 +76,9 @@ impl StackConfig {
             admin_base_port: 0,
             replica_env: Vec::new(),
             wasmhost: wasmhost_program(root),
-            manifest: std::env::var_os("DEVSTACK_MANIFEST")
-                .map(PathBuf::from)
+            manifest: environment()
+                .manifest
+                .clone()
                 .unwrap_or_else(|| root.join("spin.toml")),
             echo: Echo::Quiet,
         })
@@ -109,8 +89,8 @@ impl StackConfig {
 /// (target/release/ for `devstack`, target/release/deps/.. for tests), else
 /// `<root>/target/release/wasmhost`.
 pub fn wasmhost_program(root: &Path) -> PathBuf {
-    if let Some(path) = std::env::var_os("WASMHOST_BIN") {
-        return PathBuf::from(path);
+    if let Some(path) = &environment().wasmhost_bin {
+        return path.clone();
     }
     if let Ok(exe) = std::env::current_exe() {
         for dir in exe.ancestors().skip(1).take(2) {
@@ -121,56 +101,6 @@ pub fn wasmhost_program(root: &Path) -> PathBuf {
         }
     }
     root.join("target/release/wasmhost")
-}
-
-/// A TCP port on 127.0.0.1 that is free now, for a server started next.
-///
-/// Ports come from below the kernel's ephemeral range
-/// (`net.ipv4.ip_local_port_range`), where neither outgoing connections nor
-/// programs binding port 0 (Docker's port proxies, other tests) are given
-/// theirs, from a random start, and never twice in one process: between
-/// this check and the server's own bind nothing else on the machine is
-/// handed the same port by the kernel.
-pub fn free_port() -> Result<u16> {
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    let (low, high) = (10_000u16, ephemeral_low().clamp(10_001, 65_535));
-    let span = u32::from(high - low);
-    let start = {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        (hasher.finish() % u64::from(span)) as u32
-    };
-    let mut given = GIVEN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    for step in 0..span {
-        let port = low + ((start + step) % span) as u16;
-        if given.contains(&port) {
-            continue;
-        }
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.insert(port);
-            return Ok(port);
-        }
-    }
-    bail!("no free port between {low} and {high}")
-}
-
-/// The first port of the kernel's ephemeral range (32768 where unreadable).
-fn ephemeral_low() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768)
-}
-
-fn port_or_free(base: u16, offset: usize) -> Result<u16> {
-    if base == 0 {
-        free_port()
-    } else {
-        let port = usize::from(base) + offset;
-        u16::try_from(port).context("port out of range")
-    }
 }
 
 /// The URLs the replicas and migrations use.
@@ -194,73 +124,11 @@ impl Stack {
     pub async fn start(config: StackConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.state_dir)?;
         let (postgres, database) = start_database(&config).await?;
-
         migrate(&config, &database.owner_url).await?;
-
         let cache_dir = precompile(&config).await;
-        let db = Url::parse(&database.app_url).context("database URL")?;
-        let db_host = db.host_str().unwrap_or("127.0.0.1").to_owned();
-        let db_port = db.port().unwrap_or(5432).to_string();
-        let mut env = vec![
-            ("SPIN_VARIABLE_DB_URL".to_owned(), database.app_url.clone()),
-            ("SPIN_VARIABLE_DB_HOST".to_owned(), db_host),
-            ("SPIN_VARIABLE_DB_PORT".to_owned(), db_port),
-            (
-                "SPIN_VARIABLE_JWT_SECRET".to_owned(),
-                config.secrets.jwt_secret.clone(),
-            ),
-        ];
-        if let Some(cache_dir) = cache_dir {
-            env.push((
-                "WASMHOST_CACHE_DIR".to_owned(),
-                cache_dir.display().to_string(),
-            ));
-        }
-        // The login and registration hash a password (argon2id, 19 MiB):
-        // a few at a time per replica, the rest queued, unless the caller
-        // says otherwise.
-        if std::env::var_os("WASMHOST_ROUTE_LIMITS").is_none() {
-            env.push((
-                "WASMHOST_ROUTE_LIMITS".to_owned(),
-                PASSWORD_ROUTE_LIMITS.to_owned(),
-            ));
-        }
-        env.extend(config.replica_env.iter().cloned());
-
-        let mut replicas = Vec::with_capacity(config.replicas);
-        for offset in 0..config.replicas {
-            let mut replica = Replica::new(ReplicaSpec {
-                index: offset + 1,
-                api_port: port_or_free(config.api_base_port, offset)?,
-                admin_port: port_or_free(config.admin_base_port, offset)?,
-                wasmhost: config.wasmhost.clone(),
-                manifest: config.manifest.clone(),
-                root: config.root.clone(),
-                env: env.clone(),
-                echo: config.echo,
-            })?;
-            replica.start()?;
-            replicas.push(replica);
-        }
-        for replica in &mut replicas {
-            replica.wait_ready(Duration::from_secs(120)).await?;
-        }
-
-        let ports = NginxPorts {
-            https: port_or_free(config.https_port, 0)?,
-            http: port_or_free(config.http_port, 0)?,
-        };
-        let upstream_ports: Vec<u16> = replicas.iter().map(|r| r.spec.api_port).collect();
-        let mut nginx = Nginx::new(
-            &config.root.join("docker/nginx/nginx.conf"),
-            &config.state_dir.join("nginx"),
-            ports,
-            &config.tls_dir,
-            &upstream_ports,
-            config.echo,
-        );
-        nginx.start().await?;
-
+        let env = replica_env(&config, &database, cache_dir.as_deref())?;
+        let replicas = start_replicas(&config, &env).await?;
+        let nginx = start_nginx(&config, &replicas).await?;
         Ok(Self {
             config,
             postgres,
@@ -367,25 +235,7 @@ async fn start_database(config: &StackConfig) -> Result<(Option<PostgresCluster>
             )
             .await?;
             cluster.start().await?;
-            // The init script runs once per cluster: it creates the roles and
-            // the database, which must not exist yet.
-            let exists = postgres::psql(
-                &cluster.superuser_url("postgres"),
-                "SELECT 1 FROM pg_database WHERE datname = 'conduit'",
-            )
-            .await?;
-            if exists.trim().is_empty() {
-                postgres::psql_file(
-                    &cluster.superuser_url("postgres"),
-                    &config.root.join("migrations/init/init.sql"),
-                    &[
-                        ("owner_password", &secrets.owner_password),
-                        ("app_password", &secrets.app_password),
-                    ],
-                )
-                .await
-                .context("running migrations/init/init.sql")?;
-            }
+            run_init_script_once(config, &cluster).await?;
             let urls = DatabaseUrls {
                 owner_url: postgres::database_url(
                     "conduit_owner",
@@ -403,6 +253,112 @@ async fn start_database(config: &StackConfig) -> Result<(Option<PostgresCluster>
             Ok((Some(cluster), urls))
         }
     }
+}
+
+/// `migrations/init/init.sql` on a cluster that has no `conduit` database
+/// yet: it creates the roles and the database, which must not exist yet, so
+/// it runs once per cluster.
+async fn run_init_script_once(config: &StackConfig, cluster: &PostgresCluster) -> Result<()> {
+    let exists = postgres::psql(
+        &cluster.superuser_url("postgres"),
+        "SELECT 1 FROM pg_database WHERE datname = 'conduit'",
+    )
+    .await?;
+    if !exists.trim().is_empty() {
+        return Ok(());
+    }
+    let secrets = &config.secrets;
+    postgres::psql_file(
+        &cluster.superuser_url("postgres"),
+        &config.root.join("migrations/init/init.sql"),
+        &[
+            ("owner_password", &secrets.owner_password),
+            ("app_password", &secrets.app_password),
+        ],
+    )
+    .await
+    .context("running migrations/init/init.sql")
+}
+
+/// What every replica gets on top of the inherited environment: the
+/// application's variables, the component cache, the password routes'
+/// limits, then the caller's own settings (which win).
+fn replica_env(
+    config: &StackConfig,
+    database: &DatabaseUrls,
+    cache_dir: Option<&Path>,
+) -> Result<Vec<(String, String)>> {
+    let db = Url::parse(&database.app_url).context("database URL")?;
+    let db_host = db.host_str().unwrap_or("127.0.0.1").to_owned();
+    let db_port = db.port().unwrap_or(5432).to_string();
+    let mut env = vec![
+        ("SPIN_VARIABLE_DB_URL".to_owned(), database.app_url.clone()),
+        ("SPIN_VARIABLE_DB_HOST".to_owned(), db_host),
+        ("SPIN_VARIABLE_DB_PORT".to_owned(), db_port),
+        (
+            "SPIN_VARIABLE_JWT_SECRET".to_owned(),
+            config.secrets.jwt_secret.clone(),
+        ),
+    ];
+    if let Some(cache_dir) = cache_dir {
+        env.push((
+            "WASMHOST_CACHE_DIR".to_owned(),
+            cache_dir.display().to_string(),
+        ));
+    }
+    // The login and registration hash a password (argon2id, 19 MiB):
+    // a few at a time per replica, the rest queued, unless the caller
+    // says otherwise.
+    if environment().route_limits.is_none() {
+        env.push((
+            "WASMHOST_ROUTE_LIMITS".to_owned(),
+            PASSWORD_ROUTE_LIMITS.to_owned(),
+        ));
+    }
+    env.extend(config.replica_env.iter().cloned());
+    Ok(env)
+}
+
+/// Starts every replica, then waits until each is ready.
+async fn start_replicas(config: &StackConfig, env: &[(String, String)]) -> Result<Vec<Replica>> {
+    let mut replicas = Vec::with_capacity(config.replicas);
+    for offset in 0..config.replicas {
+        let mut replica = Replica::new(ReplicaSpec {
+            index: offset + 1,
+            api_port: port_or_free(config.api_base_port, offset)?,
+            admin_port: port_or_free(config.admin_base_port, offset)?,
+            wasmhost: config.wasmhost.clone(),
+            manifest: config.manifest.clone(),
+            root: config.root.clone(),
+            env: env.to_vec(),
+            echo: config.echo,
+        })?;
+        replica.start()?;
+        replicas.push(replica);
+    }
+    for replica in &mut replicas {
+        replica.wait_ready(Duration::from_secs(120)).await?;
+    }
+    Ok(replicas)
+}
+
+/// nginx with the production config in front of `replicas`.
+async fn start_nginx(config: &StackConfig, replicas: &[Replica]) -> Result<Nginx> {
+    let ports = NginxPorts {
+        https: port_or_free(config.https_port, 0)?,
+        http: port_or_free(config.http_port, 0)?,
+    };
+    let upstream_ports: Vec<u16> = replicas.iter().map(|r| r.spec.api_port).collect();
+    let mut nginx = Nginx::new(
+        &config.root.join("docker/nginx/nginx.conf"),
+        &config.state_dir.join("nginx"),
+        ports,
+        &config.tls_dir,
+        &upstream_ports,
+        config.echo,
+    );
+    nginx.start().await?;
+    Ok(nginx)
 }
 
 /// `wasmhost migrate` as the schema owner.

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use devstack::nginx::{Nginx, NginxPorts};
-use devstack::postgres::{PostgresCluster, ScratchDatabase, psql, random_hex, test_database_url};
-use devstack::{Echo, free_port, project_root};
+use devstack::postgres::{PostgresCluster, ScratchDatabase, psql, test_database_url};
+use devstack::{Echo, free_port, project_root, random_hex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]

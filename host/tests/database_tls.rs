@@ -28,8 +28,8 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use devstack::postgres::{PostgresCluster, ScratchDatabase, psql, random_hex};
-use devstack::{Echo, project_root};
+use devstack::postgres::{PostgresCluster, ScratchDatabase, psql};
+use devstack::{Echo, project_root, random_hex};
 use support::{HostConfig, fixture_manifest, free_port};
 
 /// Named in the server certificate, as an IP address entry.

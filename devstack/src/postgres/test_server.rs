@@ -35,8 +35,10 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{GenericImage, ImageExt};
 use url::Url;
 
-use super::{psql, random_hex};
+use super::psql::psql;
+use crate::config::environment;
 use crate::docker::{ApiVersion, ApiVersionRelay, Engine, EngineAddress};
+use crate::secrets::random_hex;
 
 /// The PostgreSQL image of `docker/compose.yaml` (`services.db.image`); a
 /// unit test keeps the two equal.
@@ -85,64 +87,22 @@ fn server_of(url: &str) -> String {
 }
 
 async fn choose() -> Result<String> {
-    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-        announce(&format!("TEST_DATABASE_URL ({})", server_of(&url)));
-        return Ok(url);
+    let environment = environment();
+    if let Some(url) = &environment.test_database_url {
+        announce(&format!("TEST_DATABASE_URL ({})", server_of(url)));
+        return Ok(url.clone());
     }
-    let socket = match EngineAddress::from_env() {
-        EngineAddress::Unix(socket) => socket,
-        EngineAddress::Other(host) => bail!(
-            "DOCKER_HOST={host}: a test container needs a local engine on a Unix socket; \
-             set TEST_DATABASE_URL to use a PostgreSQL server instead"
-        ),
+    let Some(engine) = local_engine(environment.docker_host.as_deref()).await? else {
+        return Ok(LOCAL_TEST_DATABASE_URL.into());
     };
-    let probe = {
-        let socket = socket.clone();
-        tokio::task::spawn_blocking(move || Engine::probe(&socket, Duration::from_secs(5))).await?
-    };
-    let engine = match probe {
-        Ok(engine) => engine,
-        Err(error) => {
-            announce(&format!(
-                "local server at {} (no Docker engine answers at {}: {error:#})",
-                server_of(LOCAL_TEST_DATABASE_URL),
-                socket.display()
-            ));
-            return Ok(LOCAL_TEST_DATABASE_URL.into());
-        }
-    };
-    let has_image = {
-        let engine = engine.clone();
-        tokio::task::spawn_blocking(move || engine.has_image(POSTGRES_IMAGE)).await??
-    };
-    if !has_image {
-        bail!(
-            "the Docker engine at {} answers, but has no image {POSTGRES_IMAGE} and test \
-             containers are never pulled: build the local stand-in images with \
-             docker/standins/build (or `docker pull {POSTGRES_IMAGE}` where a registry is \
-             reachable), or set TEST_DATABASE_URL to use a PostgreSQL server instead",
-            socket.display()
-        );
-    }
-
+    ensure_image(&engine).await?;
     let begun = Instant::now();
     let container = start_container(engine.clone()).await?;
     let url = format!(
         "postgres://postgres:{}@127.0.0.1:{}/postgres?sslmode=disable",
         container.password, container.port
     );
-    // The published port, seen from this machine as the tests and wasmhost
-    // will use it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Err(error) = psql(&url, "SELECT 1").await {
-        if Instant::now() > deadline {
-            return Err(error.context(format!(
-                "container {} is up, but PostgreSQL does not answer on 127.0.0.1:{}",
-                container.name, container.port
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_it_answers(&url, &container).await?;
     announce(&format!(
         "testcontainers {POSTGRES_IMAGE} at 127.0.0.1:{} (container {}, Docker {} API {}{}; \
          ready in {:.1}s)",
@@ -158,6 +118,68 @@ async fn choose() -> Result<String> {
         begun.elapsed().as_secs_f64()
     ));
     Ok(url)
+}
+
+/// The Docker engine on the local socket `docker_host` names (the default
+/// socket when unset), or `None`, said on stderr, when none answers there.
+async fn local_engine(docker_host: Option<&str>) -> Result<Option<Engine>> {
+    let socket = match EngineAddress::from_docker_host(docker_host) {
+        EngineAddress::Unix(socket) => socket,
+        EngineAddress::Other(host) => bail!(
+            "DOCKER_HOST={host}: a test container needs a local engine on a Unix socket; \
+             set TEST_DATABASE_URL to use a PostgreSQL server instead"
+        ),
+    };
+    let probe = {
+        let socket = socket.clone();
+        tokio::task::spawn_blocking(move || Engine::probe(&socket, Duration::from_secs(5))).await?
+    };
+    match probe {
+        Ok(engine) => Ok(Some(engine)),
+        Err(error) => {
+            announce(&format!(
+                "local server at {} (no Docker engine answers at {}: {error:#})",
+                server_of(LOCAL_TEST_DATABASE_URL),
+                socket.display()
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// Fails, saying how to get it, when the engine lacks [`POSTGRES_IMAGE`]:
+/// test containers are never pulled.
+async fn ensure_image(engine: &Engine) -> Result<()> {
+    let has_image = {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || engine.has_image(POSTGRES_IMAGE)).await??
+    };
+    if !has_image {
+        bail!(
+            "the Docker engine at {} answers, but has no image {POSTGRES_IMAGE} and test \
+             containers are never pulled: build the local stand-in images with \
+             docker/standins/build (or `docker pull {POSTGRES_IMAGE}` where a registry is \
+             reachable), or set TEST_DATABASE_URL to use a PostgreSQL server instead",
+            engine.socket.display()
+        );
+    }
+    Ok(())
+}
+
+/// Waits until PostgreSQL answers on the container's published port, seen
+/// from this machine as the tests and wasmhost will use it.
+async fn wait_until_it_answers(url: &str, container: &Started) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(error) = psql(url, "SELECT 1").await {
+        if Instant::now() > deadline {
+            return Err(error.context(format!(
+                "container {} is up, but PostgreSQL does not answer on 127.0.0.1:{}",
+                container.name, container.port
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }
 
 /// What the owner thread reports once the container is ready.
@@ -209,39 +231,7 @@ async fn start_container(engine: Engine) -> Result<Started> {
     std::thread::Builder::new()
         .name("test-postgres".into())
         .spawn(move || {
-            // Multi-threaded: the relay's tasks must keep running while
-            // testcontainers blocks a thread (it removes containers it drops
-            // with block_in_place).
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("test-postgres-rt")
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    let _ = ready_tx.send(Err(format!("tokio runtime: {error}")));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let container = match run_container(&engine, &run, thread_relay_dir).await {
-                    Ok((container, started)) => {
-                        let _ = ready_tx.send(Ok(started));
-                        container
-                    }
-                    Err(error) => {
-                        let _ = ready_tx.send(Err(format!("{error:#}")));
-                        return;
-                    }
-                };
-                // Until the exit handler asks (or can no longer ask).
-                let _ = stop_rx.await;
-                if let Err(error) = container.rm().await {
-                    announce(&format!("removing the test container: {error}"));
-                }
-                let _ = removed_tx.send(());
-            });
+            own_container(engine, run, thread_relay_dir, ready_tx, stop_rx, removed_tx)
         })?;
 
     *OWNER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Owner {
@@ -261,6 +251,51 @@ async fn start_container(engine: Engine) -> Result<Started> {
         .map_err(anyhow::Error::msg)
 }
 
+/// The body of the thread that owns the container: starts it, reports on
+/// `ready`, then waits for `stop` to remove it and says so on `removed`.
+fn own_container(
+    engine: Engine,
+    run: String,
+    relay_dir: Option<PathBuf>,
+    ready: tokio::sync::oneshot::Sender<Result<Started, String>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    removed: std::sync::mpsc::Sender<()>,
+) {
+    // Multi-threaded: the relay's tasks must keep running while
+    // testcontainers blocks a thread (it removes containers it drops with
+    // block_in_place).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("test-postgres-rt")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = ready.send(Err(format!("tokio runtime: {error}")));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let container = match run_container(&engine, &run, relay_dir).await {
+            Ok((container, started)) => {
+                let _ = ready.send(Ok(started));
+                container
+            }
+            Err(error) => {
+                let _ = ready.send(Err(format!("{error:#}")));
+                return;
+            }
+        };
+        // Until the exit handler asks (or can no longer ask).
+        let _ = stop.await;
+        if let Err(error) = container.rm().await {
+            announce(&format!("removing the test container: {error}"));
+        }
+        let _ = removed.send(());
+    });
+}
+
 /// The API version testcontainers' client sends.
 fn client_api_version() -> ApiVersion {
     let version = testcontainers::bollard::API_DEFAULT_VERSION;
@@ -277,55 +312,11 @@ async fn run_container(
 ) -> Result<(testcontainers::ContainerAsync<GenericImage>, Started)> {
     let relayed = relay_dir.is_some();
     if let Some(dir) = relay_dir {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-        let relay = ApiVersionRelay::start(&dir.join("docker.sock"), engine)?;
-        // testcontainers finds its engine through DOCKER_HOST only.
-        // SAFETY: set before testcontainers' first use, while every test of
-        // this process that needs the database waits for it; Rust's own
-        // environment accesses are serialised with set_var.
-        unsafe { std::env::set_var("DOCKER_HOST", format!("unix://{}", relay.socket.display())) };
+        start_relay(&dir, engine)?;
     }
-
-    let (name, tag) = POSTGRES_IMAGE
-        .split_once(':')
-        .context("POSTGRES_IMAGE has no tag")?;
     let container_name = format!("conduit-test-postgres-{run}");
     let password = random_hex(16)?;
-    let container = GenericImage::new(name, tag)
-        .with_exposed_port(5432.tcp())
-        .with_wait_for(WaitFor::log(
-            LogWaitStrategy::stdout_or_stderr(READY_LINE).with_times(2),
-        ))
-        .with_env_var("POSTGRES_USER", "postgres")
-        .with_env_var("POSTGRES_PASSWORD", &password)
-        // A throwaway server: durability buys nothing and slows down the
-        // CREATE DATABASE every test runs.
-        .with_cmd([
-            "postgres",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-        ])
-        .with_label(RUN_LABEL, run)
-        .with_container_name(&container_name)
-        .with_startup_timeout(Duration::from_secs(120))
-        // Published on 127.0.0.1 only (testcontainers publishes on every
-        // interface otherwise), on a port the engine picks.
-        .with_host_config_modifier(|host_config| {
-            host_config.publish_all_ports = Some(false);
-            host_config.port_bindings = Some(HashMap::from([(
-                "5432/tcp".to_owned(),
-                Some(vec![PortBinding {
-                    host_ip: Some("127.0.0.1".into()),
-                    host_port: Some(String::new()),
-                }]),
-            )]));
-        })
+    let container = postgres_container(run, &container_name, &password)?
         .start()
         .await
         .with_context(|| format!("starting {POSTGRES_IMAGE} with testcontainers"))?;
@@ -342,6 +333,66 @@ async fn run_container(
             relayed,
         },
     ))
+}
+
+/// Starts an [`ApiVersionRelay`] to `engine` in `dir` (made private here)
+/// and points testcontainers at it.
+fn start_relay(dir: &std::path::Path, engine: &Engine) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let relay = ApiVersionRelay::start(&dir.join("docker.sock"), engine)?;
+    // testcontainers finds its engine through DOCKER_HOST only.
+    // SAFETY: set before testcontainers' first use, while every test of
+    // this process that needs the database waits for it; Rust's own
+    // environment accesses are serialised with set_var.
+    unsafe { std::env::set_var("DOCKER_HOST", format!("unix://{}", relay.socket.display())) };
+    Ok(())
+}
+
+/// The test container: [`POSTGRES_IMAGE`] with `password` for `postgres`,
+/// labelled with `run`, published on 127.0.0.1 only.
+fn postgres_container(
+    run: &str,
+    container_name: &str,
+    password: &str,
+) -> Result<testcontainers::ContainerRequest<GenericImage>> {
+    let (name, tag) = POSTGRES_IMAGE
+        .split_once(':')
+        .context("POSTGRES_IMAGE has no tag")?;
+    Ok(GenericImage::new(name, tag)
+        .with_exposed_port(5432.tcp())
+        .with_wait_for(WaitFor::log(
+            LogWaitStrategy::stdout_or_stderr(READY_LINE).with_times(2),
+        ))
+        .with_env_var("POSTGRES_USER", "postgres")
+        .with_env_var("POSTGRES_PASSWORD", password)
+        // A throwaway server: durability buys nothing and slows down the
+        // CREATE DATABASE every test runs.
+        .with_cmd([
+            "postgres",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+        ])
+        .with_label(RUN_LABEL, run)
+        .with_container_name(container_name)
+        .with_startup_timeout(Duration::from_secs(120))
+        // Published on 127.0.0.1 only (testcontainers publishes on every
+        // interface otherwise), on a port the engine picks.
+        .with_host_config_modifier(|host_config| {
+            host_config.publish_all_ports = Some(false);
+            host_config.port_bindings = Some(HashMap::from([(
+                "5432/tcp".to_owned(),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(String::new()),
+                }]),
+            )]));
+        }))
 }
 
 /// Starts the process that removes this run's containers (and the relay's
@@ -397,8 +448,9 @@ mod tests {
 
     #[test]
     fn the_test_container_runs_the_image_compose_runs() {
-        let compose = std::fs::read_to_string(crate::project_root().join("docker/compose.yaml"))
-            .expect("docker/compose.yaml");
+        let compose =
+            std::fs::read_to_string(crate::config::project_root().join("docker/compose.yaml"))
+                .expect("docker/compose.yaml");
         assert_eq!(
             compose_db_image(&compose).as_deref(),
             Some(POSTGRES_IMAGE),

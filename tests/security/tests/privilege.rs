@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use anyhow::{Result, ensure};
-use devstack::postgres::{psql, psql_file, random_hex, test_database_url};
-use devstack::project_root;
+use devstack::postgres::{psql, psql_file, test_database_url};
+use devstack::{project_root, random_hex};
 
 use crate::support::{self, migrate, read_project_file};
 

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use devstack::postgres::{random_hex, test_database_url};
+use devstack::postgres::test_database_url;
 use devstack::replica::{Replica, ReplicaSpec};
-use devstack::{Echo, free_port, project_root};
+use devstack::{Echo, free_port, project_root, random_hex};
 use serde_json::json;
 
 use crate::support::{self, Server, client, send, send_json, wasmhost};

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use devstack::postgres::{ScratchDatabase, random_hex, test_database_url};
+use devstack::postgres::{ScratchDatabase, test_database_url};
 use devstack::replica::{Replica, ReplicaSpec};
-use devstack::{Echo, free_port, project_root};
+use devstack::{Echo, free_port, project_root, random_hex};
 use reqwest::Method;
 use serde_json::Value;
 
