@@ -17,14 +17,15 @@
 //! The test is ignored by a plain `cargo test`: it needs that running project.
 //! Each step prints what it checked.
 
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use devstack::project_root;
-use serde_json::{Value, json};
+use serde_json::Value;
+use support::{Api, WriteStream, gets_with_a_kill_midway};
 
 /// The compose project under test and how to drive it.
 struct Project {
@@ -45,7 +46,7 @@ impl Project {
             docker: std::env::var("DOCKER").unwrap_or_else(|_| "docker".into()),
             name: var("COMPOSE_TEST_PROJECT")?,
             env_file: var("COMPOSE_TEST_ENV_FILE")?,
-            api: Api::new(
+            api: api_trusting_ca_file(
                 &var("COMPOSE_TEST_URL")?,
                 std::path::Path::new(&var("COMPOSE_TEST_CA")?),
             )?,
@@ -138,7 +139,7 @@ impl Project {
             // Through the published port with the CA nginx holds now: after
             // `down -v` it has made a new one.
             let answers = match self.nginx_ca().await {
-                Ok(pem) => match Api::with_ca_pem(&self.api.base, pem.as_bytes()) {
+                Ok(pem) => match api_trusting_ca(&self.api.base, pem.as_bytes()) {
                     Ok(api) => matches!(api.get("/api/tags").await, Ok(r) if r.status() == 200),
                     Err(_) => false,
                 },
@@ -188,85 +189,17 @@ impl Project {
     }
 }
 
-/// A Conduit client through nginx.
-#[derive(Clone)]
-struct Api {
-    client: reqwest::Client,
-    base: String,
+/// A client through nginx that trusts only the CA in `ca` besides the public
+/// roots.
+fn api_trusting_ca_file(base: &str, ca: &std::path::Path) -> Result<Api> {
+    let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+    api_trusting_ca(base, &pem)
 }
 
-impl Api {
-    /// `ca` signed nginx's certificate; it is the only extra root trusted.
-    fn new(base: &str, ca: &std::path::Path) -> Result<Self> {
-        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-        Self::with_ca_pem(base, &pem)
-    }
-
-    fn with_ca_pem(base: &str, pem: &[u8]) -> Result<Self> {
-        Ok(Self {
-            client: devstack::nginx::client_builder_trusting(pem)?
-                .timeout(Duration::from_secs(30))
-                .build()?,
-            base: base.trim_end_matches('/').to_owned(),
-        })
-    }
-
-    async fn get(&self, path: &str) -> Result<reqwest::Response> {
-        Ok(self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await?)
-    }
-
-    async fn register(&self, name: &str) -> Result<String> {
-        let response = self
-            .client
-            .post(format!("{}/api/users", self.base))
-            .json(&json!({"user": {"username": name, "email": format!("{name}@example.com"), "password": "correct horse battery"}}))
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        ensure!(status.is_success(), "register {name}: {status} {body}");
-        body["user"]["token"]
-            .as_str()
-            .map(str::to_owned)
-            .context("no token")
-    }
-
-    async fn create_article(&self, token: &str, title: &str) -> Result<reqwest::Response> {
-        Ok(self
-            .client
-            .post(format!("{}/api/articles", self.base))
-            .header("Authorization", format!("Token {token}"))
-            .json(&json!({"article": {"title": title, "description": "compose", "body": format!("body of {title}")}}))
-            .send()
-            .await?)
-    }
-
-    async fn create_article_ok(&self, token: &str, title: &str) -> Result<String> {
-        let response = self.create_article(token, title).await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        ensure!(status.is_success(), "create {title}: {status} {body}");
-        slug_of(&body)
-    }
-
-    async fn article_status(&self, slug: &str) -> Result<u16> {
-        Ok(self
-            .get(&format!("/api/articles/{slug}"))
-            .await?
-            .status()
-            .as_u16())
-    }
-}
-
-fn slug_of(body: &Value) -> Result<String> {
-    body["article"]["slug"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no slug in {body}"))
+/// A client through nginx that trusts only the CA certificate `pem` besides
+/// the public roots.
+fn api_trusting_ca(base: &str, pem: &[u8]) -> Result<Api> {
+    Api::new(base, devstack::nginx::client_builder_trusting(pem)?)
 }
 
 #[tokio::test]
@@ -376,66 +309,26 @@ async fn api_container_killed_during_2000_gets_fails_no_request(project: &Projec
     let slug = api
         .create_article_ok(&token, "Read me while a container dies")
         .await?;
-    let paths = Arc::new([
+    let paths = [
         format!("/api/articles/{slug}"),
         "/api/tags".to_owned(),
         "/api/articles?limit=5".to_owned(),
-    ]);
-
-    const TOTAL: usize = 2000;
-    const WORKERS: usize = 8;
-    let done = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for worker in 0..WORKERS {
-        let (api, done, failures, paths) =
-            (api.clone(), done.clone(), failures.clone(), paths.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in 0..TOTAL / WORKERS {
-                let path = &paths[(worker + i) % paths.len()];
-                let failure = match api.get(path).await {
-                    Ok(response) if response.status().is_success() => None,
-                    Ok(response) => Some(format!("GET {path}: {}", response.status())),
-                    Err(error) => Some(format!("GET {path}: {error}")),
-                };
-                if let Some(failure) = failure {
-                    failures
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(failure);
-                }
-                done.fetch_add(1, Ordering::SeqCst);
-            }
-        }));
-    }
-    while done.load(Ordering::SeqCst) < 400 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    ];
     let victim = project
         .containers("api")
         .await?
         .into_iter()
         .nth(1)
         .context("no second api container")?;
-    let killed_at = done.load(Ordering::SeqCst);
-    project.docker(&["kill", &victim]).await?;
-    for task in tasks {
-        task.await?;
-    }
-    let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    ensure!(
-        killed_at < TOTAL - 500,
-        "the container died too late to matter ({killed_at} of {TOTAL} done)"
-    );
-    ensure!(
-        failures.is_empty(),
-        "{} of {TOTAL} GETs failed while an api container was killed, first ones: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(10)]
-    );
+    let killed_at =
+        gets_with_a_kill_midway(&api, &paths, "an api container was killed", async || {
+            project.docker(&["kill", &victim]).await.map(drop)
+        })
+        .await?;
     eprintln!(
-        "docker kill of {} after {killed_at} of {TOTAL} GETs: 0 failed requests",
-        &victim[..12.min(victim.len())]
+        "docker kill of {} after {killed_at} of {} GETs: 0 failed requests",
+        &victim[..12.min(victim.len())],
+        support::GETS
     );
     // Back to a full set for the next steps (the restart policy may already
     // have restarted it).
@@ -444,49 +337,12 @@ async fn api_container_killed_during_2000_gets_fails_no_request(project: &Projec
     Ok(())
 }
 
-struct Write {
-    slug: Option<String>,
-    status: Option<u16>,
-    finished: Instant,
-}
-
 async fn database_restarted_under_writes_keeps_every_acknowledged_write(
     project: &Project,
 ) -> Result<()> {
     let api = project.api.clone();
     let token = api.register("compose-writer").await?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for worker in 0..4 {
-        let (api, token, stop) = (api.clone(), token.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut writes = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::SeqCst) {
-                i += 1;
-                let result = api
-                    .create_article(&token, &format!("durable {worker} {i}"))
-                    .await;
-                let mut write = Write {
-                    slug: None,
-                    status: None,
-                    finished: Instant::now(),
-                };
-                if let Ok(response) = result {
-                    write.status = Some(response.status().as_u16());
-                    if response.status().is_success()
-                        && let Ok(body) = response.json::<Value>().await
-                    {
-                        write.slug = slug_of(&body).ok();
-                    }
-                }
-                write.finished = Instant::now();
-                writes.push(write);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            writes
-        }));
-    }
+    let writes = WriteStream::start(&api, &token, 4);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let restart_started = Instant::now();
     project.compose(&["restart", "db"]).await?;
@@ -502,11 +358,7 @@ async fn database_restarted_under_writes_keeps_every_acknowledged_write(
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::SeqCst);
-    let mut writes = Vec::new();
-    for task in tasks {
-        writes.extend(task.await?);
-    }
+    let writes = writes.stop().await?;
     let recovered_after = recovered_after
         .context("no write succeeded within 60 s after `docker compose restart db`")?;
 
@@ -588,7 +440,7 @@ async fn down_and_up_keeps_the_data_and_down_v_drops_it(project: &Project) -> Re
         api.get("/api/tags").await.is_err(),
         "a client trusting only the dropped CA was served"
     );
-    let api = Api::with_ca_pem(&api.base, new_ca.as_bytes())?;
+    let api = api_trusting_ca(&api.base, new_ca.as_bytes())?;
     let count_fresh = articles_count(&api).await?;
     ensure!(
         count_fresh == 0,

@@ -1,22 +1,27 @@
 //! End-to-end: three wasmhost replicas running the real Conduit component,
 //! behind the real nginx with the production config, on a private PostgreSQL
 //! cluster with its own data directory. Each test proves one fault-tolerance
-//! property of that topology (issue 4).
+//! property of that topology.
 //!
 //! Needs `target/release/wasmhost` and the components in
 //! `target/wasm32-wasip2/release/` (scripts/test builds them), nginx and the
 //! PostgreSQL server binaries. The tests run one at a time: each starts a
 //! whole stack, and the machine has two cores.
 
+mod support;
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use devstack::{Database, Stack, StackConfig, project_root};
 use serde_json::{Value, json};
+use support::{
+    Api, WriteOutcome, WriteStream, assert_no_failures, gets_with_a_kill_midway, slug_of,
+};
 use tokio::sync::Mutex;
 
 static ONE_STACK_AT_A_TIME: Mutex<()> = Mutex::const_new(());
@@ -91,101 +96,6 @@ where
     result
 }
 
-/// A Conduit client through nginx.
-#[derive(Clone)]
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    /// `builder` brings the trust in nginx's certificate
-    /// ([`Stack::client_builder`]).
-    fn new(base: &str, builder: reqwest::ClientBuilder) -> Result<Self> {
-        Ok(Self {
-            client: builder.timeout(Duration::from_secs(30)).build()?,
-            base: base.to_owned(),
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Registers `name` and returns its token.
-    async fn register(&self, name: &str) -> Result<String> {
-        let response = self
-            .client
-            .post(self.url("/api/users"))
-            .json(&json!({"user": {"username": name, "email": format!("{name}@example.com"), "password": "correct horse battery"}}))
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        ensure!(status.is_success(), "register {name}: {status} {body}");
-        body["user"]["token"]
-            .as_str()
-            .map(str::to_owned)
-            .context("no token in registration response")
-    }
-
-    async fn login(&self, name: &str) -> Result<reqwest::Response> {
-        Ok(self
-            .client
-            .post(self.url("/api/users/login"))
-            .json(&json!({"user": {"email": format!("{name}@example.com"), "password": "correct horse battery"}}))
-            .send()
-            .await?)
-    }
-
-    async fn create_article(&self, token: &str, title: &str) -> Result<reqwest::Response> {
-        Ok(self
-            .client
-            .post(self.url("/api/articles"))
-            .header("Authorization", format!("Token {token}"))
-            .json(&json!({"article": {"title": title, "description": "written under fault", "body": format!("body of {title}"), "tagList": ["e2e"]}}))
-            .send()
-            .await?)
-    }
-
-    /// Creates an article and returns its slug; fails on any non-2xx.
-    async fn create_article_ok(&self, token: &str, title: &str) -> Result<String> {
-        let response = self.create_article(token, title).await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        ensure!(status.is_success(), "create {title}: {status} {body}");
-        slug_of(&body)
-    }
-
-    async fn get(&self, path: &str) -> Result<reqwest::Response> {
-        Ok(self.client.get(self.url(path)).send().await?)
-    }
-}
-
-fn slug_of(body: &Value) -> Result<String> {
-    body["article"]["slug"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no slug in {body}"))
-}
-
-/// Fails with the first few failures, if any.
-fn assert_no_failures(what: &str, failures: &[String], total: usize) -> Result<()> {
-    if !failures.is_empty() {
-        bail!(
-            "{what}: {} of {total} requests failed, first ones:\n{}",
-            failures.len(),
-            failures
-                .iter()
-                .take(10)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-    Ok(())
-}
-
 #[tokio::test]
 async fn requests_are_spread_over_every_replica() -> Result<()> {
     with_stack(async |stack, _| {
@@ -247,48 +157,11 @@ async fn replica_killed_with_sigkill_during_2000_gets_fails_no_request() -> Resu
             "/api/tags".to_owned(),
             "/api/articles?limit=5".to_owned(),
         ];
-
-        const TOTAL: usize = 2000;
-        const WORKERS: usize = 8;
-        let done = Arc::new(AtomicUsize::new(0));
-        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for worker in 0..WORKERS {
-            let (api, done, failures, paths) =
-                (api.clone(), done.clone(), failures.clone(), paths.clone());
-            tasks.push(tokio::spawn(async move {
-                for i in 0..TOTAL / WORKERS {
-                    let path = &paths[(worker + i) % paths.len()];
-                    let outcome = match api.get(path).await {
-                        Ok(response) if response.status().is_success() => None,
-                        Ok(response) => Some(format!("GET {path}: {}", response.status())),
-                        Err(error) => Some(format!("GET {path}: {error}")),
-                    };
-                    if let Some(failure) = outcome {
-                        failures
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(failure);
-                    }
-                    done.fetch_add(1, Ordering::SeqCst);
-                }
-            }));
-        }
-
-        while done.load(Ordering::SeqCst) < 400 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let killed_at = done.load(Ordering::SeqCst);
-        stack.replicas[1].kill().await?;
-        for task in tasks {
-            task.await?;
-        }
-        ensure!(
-            killed_at < TOTAL - 500,
-            "the replica died too late to matter ({killed_at} of {TOTAL} done)"
-        );
-        let failures = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        assert_no_failures("GETs while a replica was SIGKILLed", &failures, TOTAL)
+        gets_with_a_kill_midway(&api, &paths, "a replica was SIGKILLed", async || {
+            stack.replicas[1].kill().await
+        })
+        .await?;
+        Ok(())
     })
     .await
 }
@@ -305,49 +178,7 @@ async fn rolling_restart_during_reads_and_writes_fails_nothing_and_loses_no_writ
             let (api, token, stop, failures) =
                 (api.clone(), token.clone(), stop.clone(), failures.clone());
             tasks.push(tokio::spawn(async move {
-                let mut written = Vec::new();
-                let mut requests = 0usize;
-                let fail = |what: String| {
-                    failures
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(what);
-                };
-                for i in 0.. {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    requests += 2;
-                    let title = format!("rolling {worker} {i}");
-                    match api.create_article(&token, &title).await {
-                        Ok(response) if response.status().is_success() => {
-                            match response
-                                .json::<Value>()
-                                .await
-                                .map_err(anyhow::Error::from)
-                                .and_then(|b| slug_of(&b))
-                            {
-                                Ok(slug) => {
-                                    match api.get(&format!("/api/articles/{slug}")).await {
-                                        Ok(r) if r.status().is_success() => {}
-                                        Ok(r) => fail(format!("GET {slug}: {}", r.status())),
-                                        Err(e) => fail(format!("GET {slug}: {e}")),
-                                    }
-                                    written.push(slug);
-                                }
-                                Err(e) => fail(format!("POST {title}: {e}")),
-                            }
-                        }
-                        Ok(response) => fail(format!("POST {title}: {}", response.status())),
-                        Err(e) => fail(format!("POST {title}: {e}")),
-                    }
-                    match api.get("/api/articles?limit=10").await {
-                        Ok(r) if r.status().is_success() => {}
-                        Ok(r) => fail(format!("GET list: {}", r.status())),
-                        Err(e) => fail(format!("GET list: {e}")),
-                    }
-                }
-                (written, requests)
+                write_and_read_until(&api, &token, worker, &stop, &failures).await
             }));
         }
 
@@ -383,25 +214,67 @@ async fn rolling_restart_during_reads_and_writes_fails_nothing_and_loses_no_writ
             written.len()
         );
         for slug in &written {
-            let response = api.get(&format!("/api/articles/{slug}")).await?;
-            ensure!(
-                response.status() == 200,
-                "acknowledged write {slug} is gone: {}",
-                response.status()
-            );
+            let status = api.article_status(slug).await?;
+            ensure!(status == 200, "acknowledged write {slug} is gone: {status}");
         }
         Ok(())
     })
     .await
 }
 
-/// One write attempt: when it started and ended, and what came back.
-struct WriteOutcome {
-    started: Instant,
-    finished: Instant,
-    status: Option<u16>,
-    slug: Option<String>,
-    error: Option<String>,
+/// Until `stop`: creates an article, reads it back, reads the list; every
+/// failure goes into `failures`. Returns the slugs written and how many
+/// requests were sent.
+async fn write_and_read_until(
+    api: &Api,
+    token: &str,
+    worker: usize,
+    stop: &AtomicBool,
+    failures: &std::sync::Mutex<Vec<String>>,
+) -> (Vec<String>, usize) {
+    let mut written = Vec::new();
+    let mut requests = 0usize;
+    let fail = |what: String| {
+        failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(what);
+    };
+    for i in 0.. {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        requests += 2;
+        let title = format!("rolling {worker} {i}");
+        match api.create_article(token, &title).await {
+            Ok(response) if response.status().is_success() => {
+                match response
+                    .json::<Value>()
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .and_then(|b| slug_of(&b))
+                {
+                    Ok(slug) => {
+                        match api.get(&format!("/api/articles/{slug}")).await {
+                            Ok(r) if r.status().is_success() => {}
+                            Ok(r) => fail(format!("GET {slug}: {}", r.status())),
+                            Err(e) => fail(format!("GET {slug}: {e}")),
+                        }
+                        written.push(slug);
+                    }
+                    Err(e) => fail(format!("POST {title}: {e}")),
+                }
+            }
+            Ok(response) => fail(format!("POST {title}: {}", response.status())),
+            Err(e) => fail(format!("POST {title}: {e}")),
+        }
+        match api.get("/api/articles?limit=10").await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => fail(format!("GET list: {}", r.status())),
+            Err(e) => fail(format!("GET list: {e}")),
+        }
+    }
+    (written, requests)
 }
 
 #[tokio::test]
@@ -410,54 +283,7 @@ async fn postgres_restart_gives_fast_503s_recovers_within_5_s_and_keeps_every_ac
     with_stack(async |stack, _| {
         let api = Api::new(&stack.url(), stack.client_builder()?)?;
         let token = api.register("durable").await?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut tasks = Vec::new();
-        for worker in 0..4 {
-            let (api, token, stop) = (api.clone(), token.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut outcomes = Vec::new();
-                for i in 0.. {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let started = Instant::now();
-                    let result = api
-                        .create_article(&token, &format!("durable {worker} {i}"))
-                        .await;
-                    let mut outcome = WriteOutcome {
-                        started,
-                        finished: Instant::now(),
-                        status: None,
-                        slug: None,
-                        error: None,
-                    };
-                    match result {
-                        Ok(response) => {
-                            let status = response.status();
-                            outcome.status = Some(status.as_u16());
-                            if status.is_success() {
-                                match response.json::<Value>().await {
-                                    Ok(body) => outcome.slug = slug_of(&body).ok(),
-                                    Err(e) => outcome.error = Some(e.to_string()),
-                                }
-                            } else if status != 503 {
-                                // Kept for the report: what the unexpected answer said.
-                                outcome.error = Some(format!(
-                                    "body: {}",
-                                    response.text().await.unwrap_or_default()
-                                ));
-                            }
-                        }
-                        Err(error) => outcome.error = Some(error.to_string()),
-                    }
-                    outcomes.push(outcome);
-                    // Keep a steady stream without flooding the outage with
-                    // thousands of instant 503s.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                outcomes
-            }));
-        }
+        let writes = WriteStream::start(&api, &token, 4);
 
         tokio::time::sleep(Duration::from_secs(2)).await;
         let postgres = stack
@@ -470,79 +296,9 @@ async fn postgres_restart_gives_fast_503s_recovers_within_5_s_and_keeps_every_ac
         postgres.start().await?;
         let back_at = Instant::now();
         tokio::time::sleep(Duration::from_secs(8)).await;
-        stop.store(true, Ordering::SeqCst);
+        let outcomes = writes.stop().await?;
 
-        let mut outcomes = Vec::new();
-        for task in tasks {
-            outcomes.extend(task.await?);
-        }
-
-        let mut problems = Vec::new();
-        for outcome in &outcomes {
-            let took = outcome.finished - outcome.started;
-            if took > REQUEST_DEADLINE + Duration::from_secs(1) {
-                problems.push(format!("a write took {took:?}, past the deadline"));
-            }
-            if let (Some(error), None) = (&outcome.error, outcome.status) {
-                problems.push(format!("transport error: {error}"));
-            }
-            match outcome.status {
-                Some(200..=299) | Some(503) | None => {}
-                Some(other) => problems.push(format!(
-                    "status {other} at {:?} after the outage began (only 2xx or 503 allowed): {}",
-                    outcome.started.saturating_duration_since(down_at),
-                    outcome.error.as_deref().unwrap_or("")
-                )),
-            }
-        }
-        let during_outage = outcomes
-            .iter()
-            .filter(|o| o.started >= down_at && o.finished <= back_at)
-            .collect::<Vec<_>>();
-        ensure!(
-            during_outage.iter().any(|o| o.status == Some(503)),
-            "no 503 while the database was down ({} writes then)",
-            during_outage.len()
-        );
-        // Recovered: every write that started 5 s after the database came
-        // back succeeded, and there were such writes.
-        let after_recovery: Vec<_> = outcomes
-            .iter()
-            .filter(|o| o.started >= back_at + Duration::from_secs(5))
-            .collect();
-        ensure!(!after_recovery.is_empty(), "no writes after recovery");
-        for outcome in &after_recovery {
-            if !matches!(outcome.status, Some(200..=299)) {
-                problems.push(format!(
-                    "{:?} after the database was back: status {:?}",
-                    outcome.started - back_at,
-                    outcome.status
-                ));
-            }
-        }
-        let first_success = outcomes
-            .iter()
-            .filter(|o| o.started >= back_at && matches!(o.status, Some(200..=299)))
-            .map(|o| o.finished - back_at)
-            .min()
-            .context("no successful write after the database came back")?;
-        ensure!(
-            first_success <= Duration::from_secs(5),
-            "first successful write {first_success:?} after the database was back"
-        );
-        if !problems.is_empty() {
-            bail!(
-                "{} problems, first ones:\n{}",
-                problems.len(),
-                problems
-                    .iter()
-                    .take(10)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-        }
-
+        ensure_fast_503s_and_recovery(&outcomes, down_at, back_at)?;
         let acknowledged: Vec<&String> = outcomes.iter().filter_map(|o| o.slug.as_ref()).collect();
         ensure!(
             acknowledged.len() >= 20,
@@ -550,16 +306,88 @@ async fn postgres_restart_gives_fast_503s_recovers_within_5_s_and_keeps_every_ac
             acknowledged.len()
         );
         for slug in acknowledged {
-            let response = api.get(&format!("/api/articles/{slug}")).await?;
-            ensure!(
-                response.status() == 200,
-                "acknowledged write {slug} is lost: {}",
-                response.status()
-            );
+            let status = api.article_status(slug).await?;
+            ensure!(status == 200, "acknowledged write {slug} is lost: {status}");
         }
         Ok(())
     })
     .await
+}
+
+/// The database was down from `down_at` to `back_at`: every write ended
+/// within the deadline with a 2xx or a 503, some got a 503 during the
+/// outage, and writes succeed again within 5 s of the database being back.
+fn ensure_fast_503s_and_recovery(
+    outcomes: &[WriteOutcome],
+    down_at: Instant,
+    back_at: Instant,
+) -> Result<()> {
+    let mut problems = Vec::new();
+    for outcome in outcomes {
+        let took = outcome.finished - outcome.started;
+        if took > REQUEST_DEADLINE + Duration::from_secs(1) {
+            problems.push(format!("a write took {took:?}, past the deadline"));
+        }
+        if let (Some(error), None) = (&outcome.error, outcome.status) {
+            problems.push(format!("transport error: {error}"));
+        }
+        match outcome.status {
+            Some(200..=299) | Some(503) | None => {}
+            Some(other) => problems.push(format!(
+                "status {other} at {:?} after the outage began (only 2xx or 503 allowed): {}",
+                outcome.started.saturating_duration_since(down_at),
+                outcome.error.as_deref().unwrap_or("")
+            )),
+        }
+    }
+    let during_outage = outcomes
+        .iter()
+        .filter(|o| o.started >= down_at && o.finished <= back_at)
+        .collect::<Vec<_>>();
+    ensure!(
+        during_outage.iter().any(|o| o.status == Some(503)),
+        "no 503 while the database was down ({} writes then)",
+        during_outage.len()
+    );
+    // Recovered: every write that started 5 s after the database came
+    // back succeeded, and there were such writes.
+    let after_recovery: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.started >= back_at + Duration::from_secs(5))
+        .collect();
+    ensure!(!after_recovery.is_empty(), "no writes after recovery");
+    for outcome in &after_recovery {
+        if !matches!(outcome.status, Some(200..=299)) {
+            problems.push(format!(
+                "{:?} after the database was back: status {:?}",
+                outcome.started - back_at,
+                outcome.status
+            ));
+        }
+    }
+    let first_success = outcomes
+        .iter()
+        .filter(|o| o.started >= back_at && matches!(o.status, Some(200..=299)))
+        .map(|o| o.finished - back_at)
+        .min()
+        .context("no successful write after the database came back")?;
+    ensure!(
+        first_success <= Duration::from_secs(5),
+        "first successful write {first_success:?} after the database was back"
+    );
+    if !problems.is_empty() {
+        bail!(
+            "{} problems, first ones:\n{}",
+            problems.len(),
+            problems
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    Ok(())
 }
 
 #[tokio::test]
