@@ -11,7 +11,8 @@ use crate::variables::resolve::ComponentVariables;
 pub struct ComponentContext {
     pub id: String,
     pub variables: Arc<ComponentVariables>,
-    pub allowed_hosts: AllowedHosts,
+    /// Parsed once, shared by every instance's outbound checks.
+    pub allowed_hosts: Arc<AllowedHosts>,
     pub files: Vec<FileMount>,
     pub environment: Vec<(String, String)>,
     /// The interfaces the component imports (`spin:postgres/postgres@4.0.0`).

@@ -9,11 +9,11 @@
 //! `runtime` (engine, limits, stores). What components may import beyond
 //! WASI are capabilities, each a unit of its own in the shape `capability`
 //! describes: `variables`, `postgres`, `key_value`, `sqlite`, configured by
-//! `runtime_config`; `outbound` (+ `outbound_http`) holds
-//! the allowed-hosts rules they share, `component` what each component is
-//! given. Around them: `manifest`, `admin` (health and metrics), `migrate`,
-//! `telemetry`, and `compat`, the profiles that reproduce another runtime's
-//! observable behaviour.
+//! `runtime_config`; `outbound` (+ `outbound_http`, and `sockets` for
+//! `wasi:sockets`) holds the allowed-hosts rules they share, `component`
+//! what each component is given. Around them: `manifest`, `admin` (health
+//! and metrics), `migrate`, `telemetry`, and `compat`, the profiles that
+//! reproduce another runtime's observable behaviour.
 
 pub mod admin;
 pub mod admission;
@@ -32,6 +32,7 @@ pub mod routing;
 pub mod runtime;
 pub mod runtime_config;
 pub mod server;
+pub mod sockets;
 pub mod sqlite;
 pub mod telemetry;
 pub mod variables;

@@ -1,15 +1,17 @@
 //! Outgoing `wasi:http` requests, restricted to `allowed_outbound_hosts`.
 
+use std::sync::Arc;
+
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::outbound::AllowedHosts;
 
 pub struct OutboundHttp {
-    allowed: AllowedHosts,
+    allowed: Arc<AllowedHosts>,
 }
 
 impl OutboundHttp {
-    pub fn new(allowed: AllowedHosts) -> Self {
+    pub fn new(allowed: Arc<AllowedHosts>) -> Self {
         OutboundHttp { allowed }
     }
 

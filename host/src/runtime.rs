@@ -427,7 +427,7 @@ fn load(
         context: Arc::new(ComponentContext {
             id: id.to_string(),
             variables: Arc::new(component_variables),
-            allowed_hosts,
+            allowed_hosts: Arc::new(allowed_hosts),
             files: decl.files.clone(),
             environment: decl
                 .environment
@@ -508,6 +508,7 @@ impl Runtime {
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("mounting {}", mount.source.display()))?;
         }
+        crate::sockets::configure(&mut wasi, ctx);
         let Instances {
             variables,
             postgres,
