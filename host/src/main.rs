@@ -45,7 +45,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the application's HTTP triggers.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply numbered SQL migrations.
     Migrate {
         /// PostgreSQL URL of the role that owns the schema.
@@ -219,7 +219,7 @@ fn main() {
 
 async fn run(command: Command) -> Result<()> {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate {
             database_url,
             migrations_dir,
