@@ -8,9 +8,10 @@
 //! `admission`, an instance from `instances`, the response out), on the
 //! `runtime` (engine, limits, stores). What components may import beyond
 //! WASI are capabilities, each a unit of its own in the shape `capability`
-//! describes: `variables`, `postgres`, `key_value`, `sqlite`, configured by
-//! `runtime_config`; `outbound` (+ `outbound_http`, and `sockets` for
-//! `wasi:sockets`) holds the allowed-hosts rules they share, `component`
+//! describes: `variables`, `postgres`, `key_value`, `sqlite`, `redis`,
+//! `mqtt`, configured by `runtime_config`; `outbound` (+ `outbound_http`,
+//! `outbound_url` for the addresses Redis and MQTT connect to, and `sockets`
+//! for `wasi:sockets`) holds the allowed-hosts rules they share, `component`
 //! what each component is given. Around them: `manifest`, `admin` (health
 //! and metrics), `migrate`, `telemetry`, and `compat`, the profiles that
 //! reproduce another runtime's observable behaviour.
@@ -25,9 +26,12 @@ pub mod key_value;
 pub mod manifest;
 pub mod metrics;
 pub mod migrate;
+pub mod mqtt;
 pub mod outbound;
 pub mod outbound_http;
+pub mod outbound_url;
 pub mod postgres;
+pub mod redis;
 pub mod routing;
 pub mod runtime;
 pub mod runtime_config;

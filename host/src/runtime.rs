@@ -25,9 +25,11 @@ use crate::component::ComponentContext;
 use crate::key_value::{KeyValue, KeyValueInstance};
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
+use crate::mqtt::{Mqtt, MqttInstance};
 use crate::outbound::AllowedHosts;
 use crate::postgres::client::{PoolSettings, Pools};
 use crate::postgres::{Postgres, PostgresInstance};
+use crate::redis::{Redis, RedisInstance};
 use crate::runtime_config::RuntimeConfig;
 use crate::sqlite::{Sqlite, SqliteInstance};
 use crate::variables::resolve::{ComponentVariables, Resolved};
@@ -66,6 +68,8 @@ pub struct Capabilities {
     pub postgres: Arc<Postgres>,
     pub key_value: Arc<KeyValue>,
     pub sqlite: Arc<Sqlite>,
+    pub redis: Arc<Redis>,
+    pub mqtt: Mqtt,
 }
 
 impl Capabilities {
@@ -83,6 +87,8 @@ impl Capabilities {
                 config.sqlite_databases.clone(),
                 &settings.state_dir,
             )),
+            redis: Arc::new(Redis::new()),
+            mqtt: Mqtt,
         }
     }
 
@@ -91,6 +97,8 @@ impl Capabilities {
         <Arc<Postgres>>::add_to_linker(linker, |s| &mut s.postgres)?;
         <Arc<KeyValue>>::add_to_linker(linker, |s| &mut s.key_value)?;
         <Arc<Sqlite>>::add_to_linker(linker, |s| &mut s.sqlite)?;
+        <Arc<Redis>>::add_to_linker(linker, |s| &mut s.redis)?;
+        Mqtt::add_to_linker(linker, |s| &mut s.mqtt)?;
         Ok(())
     }
 
@@ -99,6 +107,8 @@ impl Capabilities {
         self.postgres.configure(component)?;
         self.key_value.configure(component)?;
         self.sqlite.configure(component)?;
+        self.redis.configure(component)?;
+        self.mqtt.configure(component)?;
         Ok(())
     }
 
@@ -108,6 +118,8 @@ impl Capabilities {
             postgres: self.postgres.instance(component),
             key_value: self.key_value.instance(component),
             sqlite: self.sqlite.instance(component),
+            redis: self.redis.instance(component),
+            mqtt: self.mqtt.instance(component),
         }
     }
 
@@ -117,6 +129,8 @@ impl Capabilities {
         all.extend(self.postgres.dependencies(component));
         all.extend(self.key_value.dependencies(component));
         all.extend(self.sqlite.dependencies(component));
+        all.extend(self.redis.dependencies(component));
+        all.extend(self.mqtt.dependencies(component));
         all
     }
 
@@ -125,6 +139,8 @@ impl Capabilities {
         self.postgres.record_metrics();
         self.key_value.record_metrics();
         self.sqlite.record_metrics();
+        self.redis.record_metrics();
+        self.mqtt.record_metrics();
     }
 }
 
@@ -134,6 +150,8 @@ struct Instances {
     postgres: PostgresInstance,
     key_value: KeyValueInstance,
     sqlite: SqliteInstance,
+    redis: RedisInstance,
+    mqtt: MqttInstance,
 }
 
 pub struct LoadedComponent {
@@ -154,6 +172,8 @@ pub struct HostState {
     pub postgres: PostgresInstance,
     pub key_value: KeyValueInstance,
     pub sqlite: SqliteInstance,
+    pub redis: RedisInstance,
+    pub mqtt: MqttInstance,
 }
 
 impl HostState {
@@ -514,6 +534,8 @@ impl Runtime {
             postgres,
             key_value,
             sqlite,
+            redis,
+            mqtt,
         } = self.shared.capabilities.instance(ctx);
         let state = HostState {
             table: ResourceTable::new(),
@@ -533,6 +555,8 @@ impl Runtime {
             postgres,
             key_value,
             sqlite,
+            redis,
+            mqtt,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
