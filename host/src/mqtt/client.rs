@@ -14,7 +14,13 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
 
-use super::bindings::{Error, Qos};
+/// Why opening or publishing failed, as the interface's errors name it.
+#[derive(Debug)]
+pub enum Failure {
+    InvalidAddress,
+    ConnectionFailed(String),
+    Other(String),
+}
 
 /// Requests the client may queue before the event loop takes them, as in
 /// Spin.
@@ -35,7 +41,7 @@ impl Connection {
         username: String,
         password: String,
         keep_alive: Duration,
-    ) -> Result<Connection, Error> {
+    ) -> Result<Connection, Failure> {
         // rumqttc asserts on some options instead of refusing them (an
         // `inflight_num` of 0, a kept session without a client id): such an
         // address is invalid, not a reason for the host to panic.
@@ -44,9 +50,9 @@ impl Connection {
             Ok(Ok(options)) => options,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "invalid MQTT address");
-                return Err(Error::InvalidAddress);
+                return Err(Failure::InvalidAddress);
             }
-            Err(_) => return Err(Error::InvalidAddress),
+            Err(_) => return Err(Failure::InvalidAddress),
         };
         options.set_credentials(username, password);
         options.set_keep_alive(keep_alive);
@@ -59,24 +65,19 @@ impl Connection {
     pub async fn publish(
         &mut self,
         topic: String,
-        qos: Qos,
+        qos: QoS,
         payload: Vec<u8>,
-    ) -> Result<(), Error> {
-        let qos = match qos {
-            Qos::AtMostOnce => QoS::AtMostOnce,
-            Qos::AtLeastOnce => QoS::AtLeastOnce,
-            Qos::ExactlyOnce => QoS::ExactlyOnce,
-        };
+    ) -> Result<(), Failure> {
         self.client
             .publish_bytes(topic, qos, false, payload.into())
             .await
-            .map_err(|e| Error::Other(e.to_string()))?;
+            .map_err(|e| Failure::Other(e.to_string()))?;
         loop {
             let event = self
                 .event_loop
                 .poll()
                 .await
-                .map_err(|e| Error::ConnectionFailed(e.to_string()))?;
+                .map_err(|e| Failure::ConnectionFailed(e.to_string()))?;
             match (qos, event) {
                 (QoS::AtMostOnce, Event::Outgoing(Outgoing::Publish(_)))
                 | (QoS::AtLeastOnce, Event::Incoming(Incoming::PubAck(_)))

@@ -7,7 +7,7 @@ use wasmtime::component::Resource;
 
 use super::MqttInstance;
 use super::bindings::{self as m, Error, Qos};
-use super::client::Connection;
+use super::client::{Connection, Failure};
 use crate::outbound_url::OutboundUrl;
 
 /// Most connections one instance may hold open at once, as in Spin.
@@ -41,7 +41,7 @@ impl m::HostConnection for MqttInstance {
             Duration::from_secs(keep_alive_interval_in_secs),
         ) {
             Ok(connection) => connection,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => return Ok(Err(e.into())),
         };
         if self.open_connections >= MAX_CONNECTIONS {
             return Ok(Err(Error::TooManyConnections));
@@ -59,16 +59,31 @@ impl m::HostConnection for MqttInstance {
         qos: Qos,
     ) -> wasmtime::Result<Result<(), Error>> {
         let connection = self.table.get_mut(&handle)?;
+        let qos = match qos {
+            Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
+            Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+            Qos::ExactlyOnce => rumqttc::QoS::ExactlyOnce,
+        };
         let published = connection.publish(topic, qos, payload).await;
         if let Err(e) = &published {
             tracing::debug!(component = %self.component.id, error = ?e, "MQTT publish failed");
         }
-        Ok(published)
+        Ok(published.map_err(Into::into))
     }
 
     async fn drop(&mut self, handle: Resource<Connection>) -> wasmtime::Result<()> {
         self.table.delete(handle)?;
         self.open_connections -= 1;
         Ok(())
+    }
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::InvalidAddress => Error::InvalidAddress,
+            Failure::ConnectionFailed(text) => Error::ConnectionFailed(text),
+            Failure::Other(text) => Error::Other(text),
+        }
     }
 }
