@@ -1,4 +1,4 @@
-//! Attacks on the deployment the way the internet will make them (issue 9):
+//! Attacks on the deployment the way the internet will make them:
 //! forged and malformed credentials, hostile strings and JSON, oversized,
 //! slow and idle connections and login floods through the real nginx, the
 //! sandbox seen from inside a component, secrets in logs, and the database
