@@ -15,16 +15,20 @@ from pathlib import Path
 from .common import LIST_SQL, WRK_SCRIPT
 
 
-def run_wrk(url: str, scenario: str, connections: int, duration: int, data_dir: Path, path: str = "") -> dict:
+def run_wrk(url: str, scenario: str, connections: int, duration: int, data_dir: Path, path: str = "",
+            scenario_env: dict[str, str] | None = None) -> dict:
     """One wrk run of `scenario` (a request kind of scenario.lua, drawing
-    tokens, slugs and logins from the seeded `data_dir`); `path` overrides
-    the request path of the `hello` scenario."""
+    tokens, slugs, logins and keys from `data_dir`); `path` overrides the
+    request path of the `hello` scenario and is the key prefix of the
+    key-value ones; `scenario_env` holds a scenario's own settings
+    (`BENCH_KV_VALUE_BYTES`)."""
     threads = 1 if connections == 1 else 2
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         out_path = Path(handle.name)
     env = dict(os.environ, SCENARIO=scenario, BENCH_DATA=str(data_dir), BENCH_OUT=str(out_path))
     if path:
         env["BENCH_PATH"] = path
+    env.update(scenario_env or {})
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "30s",
                "-s", str(WRK_SCRIPT), url]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=duration + 90)

@@ -164,8 +164,10 @@ def test_app_manifest(work_dir: Path) -> Path:
 
 
 def start_test_app(procs: Processes, wasmhost: Path, manifest: Path, database_url: str, statement_cache: bool,
-                   cache_dir: Path):
-    """The test fixture component, its database variables set to `database_url`."""
+                   cache_dir: Path, name: str = "test-app", options: tuple[str, ...] | list[str] = ()):
+    """The test fixture component, its database variables set to
+    `database_url`, plus `options` (a runtime-config file, a state
+    directory)."""
     parsed = urllib.parse.urlsplit(database_url)
     env = dict(
         os.environ,
@@ -174,8 +176,8 @@ def start_test_app(procs: Processes, wasmhost: Path, manifest: Path, database_ur
         SPIN_VARIABLE_DB_PORT=str(parsed.port or 5432),
         RUST_LOG="warn",
     )
-    options = ["--pg-statement-cache", "true" if statement_cache else "false", "--cache-dir", str(cache_dir)]
-    return start_wasmhost(procs, "test-app", wasmhost, manifest, options=options, env=env)
+    flags = ["--pg-statement-cache", "true" if statement_cache else "false", "--cache-dir", str(cache_dir), *options]
+    return start_wasmhost(procs, name, wasmhost, manifest, options=flags, env=env)
 
 
 def start_hello_wasmhost(procs: Processes, wasmhost: Path, work_dir: Path, reuse: int):

@@ -1,8 +1,9 @@
 -- One Conduit scenario for wrk, chosen by the SCENARIO environment variable.
 --
 -- Data comes from the files the driver wrote while seeding (BENCH_DATA: a
--- directory with tokens.txt, slugs.txt, logins.txt), so every request picks a
--- random seeded user, article or login, like many different clients would.
+-- directory with tokens.txt, slugs.txt, logins.txt, or kv_keys.txt for the
+-- key-value scenarios), so every request picks a random seeded user, article,
+-- login or key, like many different clients would.
 -- Statuses are counted per thread and summed in done(), which writes one JSON
 -- object to BENCH_OUT: wrk's own summary treats every non-2xx/3xx alike, and
 -- the report must tell nginx's 429 and the host's 503 apart from failures.
@@ -29,6 +30,13 @@ end
 local tokens = read_lines("tokens.txt")
 local slugs = read_lines("slugs.txt")
 local logins = read_lines("logins.txt")
+local kv_keys = read_lines("kv_keys.txt")
+
+-- The key-value scenarios: a store's route (BENCH_PATH, e.g. /kv/default/)
+-- and, for kv_set, a value of BENCH_KV_VALUE_BYTES bytes, the size the keys
+-- were seeded with.
+local kv_prefix = os.getenv("BENCH_PATH") or "/kv/default/"
+local kv_value = string.rep("v", tonumber(os.getenv("BENCH_KV_VALUE_BYTES") or "128"))
 
 local threads = {}
 local thread_number = 0
@@ -88,6 +96,11 @@ function request()
     local email, password = string.match(pick(logins), "^([^\t]+)\t(.+)$")
     local body = string.format('{"user":{"email":"%s","password":"%s"}}', email, password)
     return wrk.format("POST", "/api/users/login", json_headers, body)
+  elseif scenario == "kv_get" then
+    return wrk.format("GET", kv_prefix .. pick(kv_keys))
+  elseif scenario == "kv_set" then
+    -- Overwrites a seeded key, so the store holds the same keys throughout.
+    return wrk.format("PUT", kv_prefix .. pick(kv_keys), nil, kv_value)
   elseif scenario == "hello" then
     return wrk.format("GET", os.getenv("BENCH_PATH") or "/hello")
   end

@@ -2,11 +2,12 @@
 order too. Adding one means adding its module here (see base.Experiment and
 bench/README.md)."""
 
-from . import baselines, counts, host, previous_build, profiles, reuse, scenarios, tls, tracing
+from . import baselines, counts, host, key_value, previous_build, profiles, reuse, scenarios, tls, tracing
 from .base import Context, Experiment
 
 EXPERIMENTS: list[Experiment] = [
     host.EXPERIMENT,
+    key_value.EXPERIMENT,
     previous_build.EXPERIMENT,
     reuse.EXPERIMENT,
     counts.EXPERIMENT,
