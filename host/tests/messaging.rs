@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::redis_server::{RedisServer, wait_listening};
 use support::{HostConfig, fixture_manifest, free_port, start};
 
 /// A host of the fixture app allowed to reach Redis and MQTT on these ports.
@@ -76,73 +77,6 @@ async fn redis_ok(host: &support::Host, address: &str, operations: Value) -> Vec
                 .unwrap_or_else(|| panic!("operation failed: {result}"))
         })
         .collect()
-}
-
-/// A `redis-server` of Debian's, on a port of its own, gone with the test.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = spawn_redis(port, dir.path());
-        RedisServer { child, port, dir }
-    }
-
-    /// Stops the server and starts another on the same port.
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = spawn_redis(self.port, self.dir.path());
-    }
-
-    /// The address a guest opens.
-    fn address(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// A connection of the test's own, to check what the guest did.
-    fn client(&self, db: u8) -> redis::Connection {
-        redis::Client::open(format!("redis://127.0.0.1:{}/{db}", self.port))
-            .expect("Redis URL")
-            .get_connection()
-            .expect("the test connects to its Redis server")
-    }
-}
-
-fn spawn_redis(port: u16, dir: &std::path::Path) -> Child {
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server (Debian's redis-server package; the test command installs it)");
-    wait_listening(port, "redis-server");
-    child
-}
-
-fn wait_listening(port: u16, what: &str) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{what} did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `INFO stats`'s count of connections the server has accepted.

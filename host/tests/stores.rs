@@ -6,10 +6,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::redis_server::RedisServer;
 use support::{HostConfig, ScratchDb, fixture_manifest, start, start_expecting_failure};
 
 fn http() -> reqwest::Client {
@@ -223,52 +223,6 @@ async fn shared_between(one: &str, two: &str) {
     );
 }
 
-/// A `redis-server` of Debian's, on a port of its own, gone with the test.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let port = support::free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (Debian's redis-server package; the test command installs it)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_redis_store_is_shared_by_two_replicas() {
     let redis = RedisServer::start();
@@ -277,8 +231,8 @@ async fn a_redis_store_is_shared_by_two_replicas() {
     let config = runtime_config(
         dir.path(),
         &format!(
-            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
-            redis.url()
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}/0\"\n",
+            redis.address()
         ),
     );
     let config = config.display().to_string();

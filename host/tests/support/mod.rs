@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod redis_server;
+
 /// The superuser URL of the test server (chosen once per test binary).
 pub async fn admin_url() -> String {
     devstack::postgres::test_database_url()
