@@ -27,7 +27,7 @@ use crate::manifest::Manifest;
 use crate::metrics::Metrics;
 use crate::mqtt::{Mqtt, MqttInstance};
 use crate::outbound::AllowedHosts;
-use crate::postgres::client::{PoolSettings, Pools};
+use crate::postgres::client::PoolSettings;
 use crate::postgres::{Postgres, PostgresInstance};
 use crate::redis::{Redis, RedisInstance};
 use crate::runtime_config::RuntimeConfig;
@@ -75,14 +75,15 @@ pub struct Capabilities {
 impl Capabilities {
     fn new(settings: &RuntimeSettings, metrics: &Arc<Metrics>) -> Self {
         let config = &settings.runtime_config;
+        let postgres = Arc::new(Postgres::new(settings.pool.clone(), metrics.clone()));
         Capabilities {
             variables: Variables,
-            postgres: Arc::new(Postgres::new(settings.pool.clone(), metrics.clone())),
             key_value: Arc::new(KeyValue::new(
                 config.key_value_stores.clone(),
                 settings.state_dir.clone(),
-                Arc::new(Pools::new(settings.pool.clone(), metrics.clone())),
+                postgres.pools.clone(),
             )),
+            postgres,
             sqlite: Arc::new(Sqlite::new(
                 config.sqlite_databases.clone(),
                 &settings.state_dir,

@@ -28,14 +28,16 @@ use client::{PoolSettings, Pools, Target};
 
 /// The process-wide part: the pools and their settings.
 pub struct Postgres {
-    pub pools: Pools,
+    /// Shared with the key-value store's PostgreSQL backend: one pool per
+    /// connection string in the process.
+    pub pools: Arc<Pools>,
     metrics: Arc<Metrics>,
 }
 
 impl Postgres {
     pub fn new(settings: PoolSettings, metrics: Arc<Metrics>) -> Self {
         Postgres {
-            pools: Pools::new(settings, metrics.clone()),
+            pools: Arc::new(Pools::new(settings, metrics.clone())),
             metrics,
         }
     }
