@@ -21,6 +21,7 @@ use crate::models::{
     Article, MultipleArticlesResponse, NewArticleRequest, SingleArticleResponse,
     UpdateArticleRequest,
 };
+use crate::release;
 use crate::validate::{
     MAX_ARTICLE_BODY_CHARS, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, Validator, distinct_tags,
 };
@@ -339,15 +340,16 @@ fn article_response(
     let rows = db::query(
         db,
         &format!(
-            "SELECT {}::text FROM articles a JOIN users u ON u.id = a.author_id \
+            "SELECT {}::text{} FROM articles a JOIN users u ON u.id = a.author_id \
              WHERE a.slug = $2::text",
-            article_json(true, &STORED)
+            article_json(true, &STORED),
+            release::SELECT_COLUMN,
         ),
         &[viewer.into(), slug.to_owned().into()],
     )?;
     let row = db::first_row(&rows).ok_or(Error::NotFound("article"))?;
     let article: Article = db::json_column(row, 0)?;
-    json(status, &SingleArticleResponse { article })
+    release::with_article_revision(json(status, &SingleArticleResponse { article })?, row, 1)
 }
 
 #[utoipa::path(
@@ -473,10 +475,10 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
         &db,
         &format!(
             "WITH new_article AS ( \
-               INSERT INTO articles (id, slug, author_id, title, description, body) \
-               SELECT next.id, $2::text || '-' || next.id, $1::bigint, $3::text, $4::text, $5::text \
+               INSERT INTO articles (id, slug, author_id, title, description, body{revision_column}) \
+               SELECT next.id, $2::text || '-' || next.id, $1::bigint, $3::text, $4::text, $5::text{revision_value} \
                FROM (SELECT nextval(pg_get_serial_sequence('articles', 'id')) AS id) next \
-               RETURNING id, slug, author_id, title, description, body, created_at, updated_at), \
+               RETURNING id, slug, author_id, title, description, body, created_at, updated_at{revision_column}), \
              input_tags AS ( \
                SELECT value AS name, ordinality::integer AS position \
                FROM json_array_elements_text($6::text::json) WITH ORDINALITY), \
@@ -487,8 +489,11 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
                SELECT na.id, t.id, it.position \
                FROM new_article na CROSS JOIN input_tags it JOIN named_tags t ON t.name = it.name \
                RETURNING tag_id) \
-             SELECT {article}::text FROM new_article a JOIN users u ON u.id = a.author_id",
+             SELECT {article}::text{revision_select} FROM new_article a JOIN users u ON u.id = a.author_id",
             article = article_json(true, &INSERTED),
+            revision_column = release::INSERT_COLUMN,
+            revision_value = release::INSERT_VALUE,
+            revision_select = release::SELECT_COLUMN,
         ),
         &[
             caller.id.into(),
@@ -502,7 +507,7 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     let row =
         db::first_row(&rows).ok_or_else(|| Error::Internal("insert returned no article".into()))?;
     let article: Article = db::json_column(row, 0)?;
-    json(201, &SingleArticleResponse { article })
+    release::with_article_revision(json(201, &SingleArticleResponse { article })?, row, 1)
 }
 
 #[utoipa::path(
@@ -551,9 +556,10 @@ pub fn update(req: &Request, params: &PathParams) -> Result<Response, Error> {
     // success (the new slug), updating only in the last case.
     let rows = db::query(
         &db,
-        "WITH target AS (SELECT id, author_id, slug FROM articles WHERE slug = $2::text), \
+        &format!(
+            "WITH target AS (SELECT id, author_id, slug FROM articles WHERE slug = $2::text), \
          updated AS ( \
-           UPDATE articles a SET \
+           UPDATE articles a SET {revision} \
              title = CASE WHEN $3::boolean THEN $4::text ELSE a.title END, \
              slug = CASE WHEN $3::boolean THEN $5::text || '-' || a.id ELSE a.slug END, \
              description = CASE WHEN $6::boolean THEN $7::text ELSE a.description END, \
@@ -563,6 +569,8 @@ pub fn update(req: &Request, params: &PathParams) -> Result<Response, Error> {
            RETURNING a.slug) \
          SELECT target.author_id = $1::bigint, COALESCE((SELECT slug FROM updated), target.slug) \
          FROM target",
+            revision = release::UPDATE_ASSIGNMENT,
+        ),
         &[
             caller.id.into(),
             slug.to_owned().into(),

@@ -5,7 +5,9 @@
 //! `router` maps requests to them, `error` renders every failure as the spec's
 //! error body, `auth` owns tokens, the caller and passwords, `db` the
 //! PostgreSQL access (through `spin_sdk::pg4`), `openapi` the generated
-//! document, `web` the request and response plumbing they all share.
+//! document, `web` the request and response plumbing they all share. `release`
+//! holds what the `release-fixture` build adds (a second version of the
+//! component for rehearsing releases; nothing in the product's build).
 //!
 //! Dependencies point one way: the router on the handlers, the handlers on
 //! the modules they share (`auth`, `db`, `models`, `validate`, `web`), those
@@ -20,6 +22,7 @@ mod error;
 mod models;
 mod openapi;
 mod profiles;
+mod release;
 mod router;
 mod tags;
 mod users;
@@ -34,8 +37,9 @@ use spin_sdk::http_component;
 /// must not depend on the runtime having one.
 #[http_component]
 async fn handle(incoming: IncomingRequest) -> Response {
-    match web::read_request(incoming).await {
+    let response = match web::read_request(incoming).await {
         Ok(req) => router::dispatch(&req),
         Err(error) => error.into_response(),
-    }
+    };
+    release::with_version(response)
 }
