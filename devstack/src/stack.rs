@@ -170,6 +170,36 @@ impl Stack {
         Ok(())
     }
 
+    /// One step of a rolling update: replica `index` replaced by one serving
+    /// `manifest` (the next version), on the same ports. Out of nginx's
+    /// rotation first, `drain` for its requests under way to finish, SIGTERM,
+    /// start with the new manifest, ready, back into the rotation: no request
+    /// reaches it between the stop and the readiness of its successor.
+    pub async fn replace_replica(
+        &mut self,
+        index: usize,
+        manifest: &Path,
+        drain: Duration,
+    ) -> Result<()> {
+        self.replicas[index].spec.manifest = manifest.to_path_buf();
+        self.rolling_restart(index, Some(drain)).await
+    }
+
+    /// Applies the migrations in `dir` as the schema owner (`wasmhost
+    /// migrate`), e.g. a release's expand or contract migrations on top of
+    /// the ones the stack started with.
+    pub async fn migrate(&self, dir: &Path) -> Result<()> {
+        migrate_dir(&self.config, &self.database.owner_url, dir).await
+    }
+
+    /// Compiles the components of `manifest` into the stack's component
+    /// cache, so that replicas started with it (see
+    /// [`Stack::replace_replica`]) start without compiling.
+    pub async fn precompile(&self, manifest: &Path) -> Result<()> {
+        compile_components(&self.config, manifest).await?;
+        Ok(())
+    }
+
     /// Stops everything gracefully: nginx first (no new requests), then the
     /// replicas (in-flight requests finish), then PostgreSQL.
     pub async fn stop(mut self) -> Result<()> {
@@ -361,15 +391,20 @@ async fn start_nginx(config: &StackConfig, replicas: &[Replica]) -> Result<Nginx
     Ok(nginx)
 }
 
-/// `wasmhost migrate` as the schema owner.
+/// `wasmhost migrate` as the schema owner, with the project's migrations.
 pub async fn migrate(config: &StackConfig, owner_url: &str) -> Result<()> {
+    migrate_dir(config, owner_url, &config.root.join("migrations")).await
+}
+
+/// `wasmhost migrate` as the schema owner, with the migrations in `dir`.
+async fn migrate_dir(config: &StackConfig, owner_url: &str, dir: &Path) -> Result<()> {
     let mut command = Command::new(&config.wasmhost);
     command
         .arg("migrate")
         .arg("--database-url")
         .arg(owner_url)
         .arg("--migrations-dir")
-        .arg(config.root.join("migrations"))
+        .arg(dir)
         .current_dir(&config.root);
     process::run("wasmhost migrate", command).await?;
     Ok(())
@@ -378,17 +413,8 @@ pub async fn migrate(config: &StackConfig, owner_url: &str) -> Result<()> {
 /// Precompiles the components once so that replicas (and restarts) start in
 /// milliseconds instead of compiling each time. A failure only costs speed.
 async fn precompile(config: &StackConfig) -> Option<PathBuf> {
-    let cache_dir = config.state_dir.join("component-cache");
-    let mut command = Command::new(&config.wasmhost);
-    command
-        .arg("compile")
-        .arg("--manifest")
-        .arg(&config.manifest)
-        .arg("--cache-dir")
-        .arg(&cache_dir)
-        .current_dir(&config.root);
-    match process::run("wasmhost compile", command).await {
-        Ok(_) => Some(cache_dir),
+    match compile_components(config, &config.manifest).await {
+        Ok(cache_dir) => Some(cache_dir),
         Err(error) => {
             eprintln!(
                 "devstack: precompiling components failed, replicas compile at start: {error:#}"
@@ -396,4 +422,20 @@ async fn precompile(config: &StackConfig) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// `wasmhost compile` of `manifest`'s components into the stack's component
+/// cache (keyed by each file's content); returns the cache directory.
+async fn compile_components(config: &StackConfig, manifest: &Path) -> Result<PathBuf> {
+    let cache_dir = config.state_dir.join("component-cache");
+    let mut command = Command::new(&config.wasmhost);
+    command
+        .arg("compile")
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--cache-dir")
+        .arg(&cache_dir)
+        .current_dir(&config.root);
+    process::run("wasmhost compile", command).await?;
+    Ok(cache_dir)
 }
