@@ -4,8 +4,10 @@ seeded data set back after a write scenario."""
 from __future__ import annotations
 
 import subprocess
+import urllib.parse
 
 from .common import FEED_SQL, LIST_SQL
+from .procfs import cpu_ticks
 
 
 def psql(database_url: str, sql: str) -> str:
@@ -18,6 +20,20 @@ def psql(database_url: str, sql: str) -> str:
     if completed.returncode != 0:
         raise RuntimeError(f"psql failed: {completed.stderr.strip()}")
     return completed.stdout.strip()
+
+
+def database_url(admin_url: str, database: str) -> str:
+    """`admin_url` pointed at another database of the same server."""
+    parsed = urllib.parse.urlsplit(admin_url)
+    query = parsed.query or "sslmode=disable"
+    return urllib.parse.urlunsplit(parsed._replace(path=f"/{database}", query=query))
+
+
+def backend_ticks(admin_url: str, database: str) -> dict[int, int]:
+    """CPU ticks of each PostgreSQL backend connected to `database` (the
+    server must run on this machine)."""
+    pids = psql(admin_url, f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'")
+    return {int(pid): cpu_ticks(int(pid)) for pid in pids.split()}
 
 
 def reset_data(database_url: str, scenario: str) -> None:

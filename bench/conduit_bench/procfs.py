@@ -19,6 +19,12 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def ticks_spent(before: dict[int, int], after: dict[int, int]) -> int:
+    """CPU ticks a set of processes spent between two readings (pid: ticks);
+    a process that started in between counts from its start."""
+    return sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
+
+
 def process_tree(root_pid: int) -> list[int]:
     """root_pid and its descendants (postmaster + backends, nginx + workers)."""
     parents: dict[int, list[int]] = {}

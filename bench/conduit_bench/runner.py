@@ -22,7 +22,7 @@ from .database import explain_feed_query, explain_list_query
 from .experiments import Context, Experiment
 from .processes import Processes
 from .procfs import cpu_model, machine_state
-from .seeding import seed
+from .seeding import SeedSize, seed
 from .stack import start_stack
 
 
@@ -104,7 +104,8 @@ def prepare(settings: RunSettings, procs: Processes, work_dir: Path, report: dic
     log(f"stack up at {stack.url}; replicas {[r.api_url for r in stack.replicas]}")
     data_dir = work_dir / "data"
     data_dir.mkdir()
-    report["seed"] = seed(stack.replicas[0].api_url, stack.database_url, data_dir, settings.users, settings.articles)
+    report["seed"] = seed(stack.replicas[0].api_url, stack.database_url, data_dir,
+                          SeedSize(settings.users, settings.articles))
     results = ResultFiles(settings.results, settings.name)
     explain = results.path("-explain-list.txt")
     explain.write_text(explain_list_query(stack.database_url))

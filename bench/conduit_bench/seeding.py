@@ -1,7 +1,10 @@
 """The data set every scenario reads, created through the public API (one
-replica directly, 8 clients at once): users, follows, articles with tags,
+server directly, 8 clients at once): users, follows, articles with tags,
 favorites and comments. What wrk needs to make its requests (tokens, slugs,
-logins) is written to the data directory scenario.lua reads."""
+logins) is written to the data directory scenario.lua reads.
+
+The random source has a fixed seed, so every server seeded with the same
+`SeedSize` and run tag holds the same data (its own ids and tokens aside)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import random
 import threading
 import time
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
 from .common import log
@@ -25,6 +29,22 @@ WORDS = (
 
 # The same data set in every run (only the user names' run tag differs).
 SEED = 20240611
+# Each user follows up to this many others when the size does not say how
+# many follows there are.
+FOLLOWS_PER_USER = 8
+
+
+@dataclass(frozen=True)
+class SeedSize:
+    """How much data: users and articles, and optionally exact numbers of
+    follows, favorites and comments (else up to 8 follows per user, three
+    favorite draws and two comments per article)."""
+
+    users: int
+    articles: int
+    follows: int | None = None
+    favorites: int | None = None
+    comments: int | None = None
 
 
 class ApiClient:
@@ -76,9 +96,9 @@ class Seeder:
     def sentence(self, words: int) -> str:
         return " ".join(self.rng.choice(WORDS) for _ in range(words)).capitalize()
 
-    def users(self, count: int) -> tuple[list[dict], list[str]]:
-        """Registers `count` users: (their accounts, their tokens)."""
-        run_tag = f"{int(time.time()) % 100000}"
+    def users(self, count: int, run_tag: str) -> tuple[list[dict], list[str]]:
+        """Registers `count` users named after `run_tag`: (their accounts,
+        their tokens)."""
         accounts = [
             {
                 "username": f"user{run_tag}x{i}",
@@ -96,14 +116,25 @@ class Seeder:
         log(f"seeded {count} users")
         return accounts, tokens
 
-    def follows(self, accounts: list[dict], tokens: list[str]) -> int:
-        """Every user follows up to 8 others."""
-        users = len(accounts)
+    def follow_pairs(self, users: int, count: int | None) -> set[tuple[int, int]]:
+        """(follower, followee) pairs: `count` distinct ones, or every user
+        following up to FOLLOWS_PER_USER others."""
         pairs = set()
-        for follower in range(users):
-            for followee in self.rng.sample(range(users), 8):
-                if followee != follower:
-                    pairs.add((follower, followee))
+        if count is None:
+            for follower in range(users):
+                for followee in self.rng.sample(range(users), FOLLOWS_PER_USER):
+                    if followee != follower:
+                        pairs.add((follower, followee))
+            return pairs
+        count = min(count, users * (users - 1))
+        while len(pairs) < count:
+            follower, followee = self.rng.randrange(users), self.rng.randrange(users)
+            if followee != follower:
+                pairs.add((follower, followee))
+        return pairs
+
+    def follows(self, accounts: list[dict], tokens: list[str], count: int | None) -> int:
+        pairs = self.follow_pairs(len(accounts), count)
 
         def follow(pair: tuple[int, int]) -> None:
             follower, followee = pair
@@ -154,8 +185,18 @@ class Seeder:
             f"{deadlocks} deadlocks in pg_stat_database meanwhile)")
         return slugs, len(retried), deadlocks
 
-    def favorites(self, tokens: list[str], slugs: list[str], draws: int) -> int:
-        pairs = {(self.rng.randrange(len(tokens)), self.rng.randrange(len(slugs))) for _ in range(draws)}
+    def favorite_pairs(self, users: int, articles: int, draws: int, count: int | None) -> set[tuple[int, int]]:
+        """(user, article) pairs: `count` distinct ones, or `draws` draws
+        with the duplicates dropped."""
+        if count is None:
+            return {(self.rng.randrange(users), self.rng.randrange(articles)) for _ in range(draws)}
+        pairs: set[tuple[int, int]] = set()
+        while len(pairs) < min(count, users * articles):
+            pairs.add((self.rng.randrange(users), self.rng.randrange(articles)))
+        return pairs
+
+    def favorites(self, tokens: list[str], slugs: list[str], draws: int, count: int | None) -> int:
+        pairs = self.favorite_pairs(len(tokens), len(slugs), draws, count)
 
         def favorite(pair: tuple[int, int]) -> None:
             user, article = pair
@@ -182,16 +223,18 @@ class Seeder:
         return len(specs)
 
 
-def seed(api_url: str, database_url: str, data_dir: Path, users: int, articles: int) -> dict:
-    """Creates the data set through the public API; writes the files wrk reads."""
+def seed(api_url: str, database_url: str, data_dir: Path, size: SeedSize, run_tag: str | None = None) -> dict:
+    """Creates the data set through the public API; writes the files wrk
+    reads. `run_tag` names the users (default: from the clock, so that a
+    second seeding of the same database does not collide)."""
     started = time.monotonic()
     seeder = Seeder(api_url, database_url)
-    accounts, tokens = seeder.users(users)
-    follows = seeder.follows(accounts, tokens)
+    accounts, tokens = seeder.users(size.users, run_tag or f"{int(time.time()) % 100000}")
+    follows = seeder.follows(accounts, tokens, size.follows)
     tag_names = seeder.rng.sample(WORDS, 30)
-    slugs, retried, deadlocks = seeder.articles(tokens, articles, tag_names)
-    favorites = seeder.favorites(tokens, slugs, articles * 3)
-    comments = seeder.comments(tokens, slugs, articles * 2)
+    slugs, retried, deadlocks = seeder.articles(tokens, size.articles, tag_names)
+    favorites = seeder.favorites(tokens, slugs, size.articles * 3, size.favorites)
+    comments = seeder.comments(tokens, slugs, size.comments if size.comments is not None else size.articles * 2)
     seeder.pool.shutdown()
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +242,7 @@ def seed(api_url: str, database_url: str, data_dir: Path, users: int, articles: 
     (data_dir / "slugs.txt").write_text("\n".join(slugs) + "\n")
     (data_dir / "logins.txt").write_text("\n".join(f"{a['email']}\t{a['password']}" for a in accounts) + "\n")
     return {
-        "users": users,
+        "users": size.users,
         "follows": follows,
         "articles": len(slugs),
         "tags": len(tag_names),

@@ -2,7 +2,7 @@
 order too. Adding one means adding its module here (see base.Experiment and
 bench/README.md)."""
 
-from . import baselines, counts, host, key_value, previous_build, profiles, reuse, scenarios, tls, tracing
+from . import baselines, counts, host, key_value, peer, previous_build, profiles, reuse, scenarios, tls, tracing
 from .base import Context, Experiment
 
 EXPERIMENTS: list[Experiment] = [
@@ -12,6 +12,7 @@ EXPERIMENTS: list[Experiment] = [
     reuse.EXPERIMENT,
     counts.EXPERIMENT,
     tracing.EXPERIMENT,
+    peer.EXPERIMENT,
     scenarios.EXPERIMENT,
     baselines.EXPERIMENT,
     profiles.EXPERIMENT,

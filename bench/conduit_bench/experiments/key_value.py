@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..common import log
-from ..database import psql
+from ..database import backend_ticks, database_url, psql
 from ..formatting import fmt, rounds_rps, split_list
 from ..load import run_wrk
 from ..measure import measured, median_run
 from ..processes import Processes, Replica, free_port, start_test_app, test_app_manifest
-from ..procfs import TICK_MS, cpu_ticks
+from ..procfs import TICK_MS, cpu_ticks, ticks_spent
 from .base import Context, Experiment
 
 BACKENDS = ("sqlite", "redis", "postgres")
@@ -131,26 +131,8 @@ def redis_version(program: str) -> str:
     return version[2:]
 
 
-def database_url(admin_url: str, database: str) -> str:
-    parsed = urllib.parse.urlsplit(admin_url)
-    query = parsed.query or "sslmode=disable"
-    return urllib.parse.urlunsplit(parsed._replace(path=f"/{database}", query=query))
-
-
-def backend_ticks(admin_url: str, database: str) -> dict[int, int]:
-    """CPU ticks of each PostgreSQL backend connected to `database`."""
-    pids = psql(admin_url, f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'")
-    return {int(pid): cpu_ticks(int(pid)) for pid in pids.split()}
-
-
 def process_ticks(pid: int) -> dict[int, int]:
     return {pid: cpu_ticks(pid)}
-
-
-def ticks_spent(before: dict[int, int], after: dict[int, int]) -> int:
-    """CPU ticks the processes spent between two readings; a process that
-    started in between counts from its start."""
-    return sum(ticks - before.get(pid, 0) for pid, ticks in after.items())
 
 
 def filesystem_of(path: Path) -> str:
