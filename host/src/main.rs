@@ -53,6 +53,13 @@ enum Command {
         database_url: String,
         #[arg(long, env = "WASMHOST_MIGRATIONS_DIR", default_value = "migrations")]
         migrations_dir: PathBuf,
+        /// The longest a migration's statement waits for a lock before the
+        /// migration is rolled back and tried again (milliseconds).
+        #[arg(long, env = "WASMHOST_MIGRATE_LOCK_TIMEOUT_MS", default_value_t = 2000)]
+        lock_timeout_ms: u64,
+        /// How many times a migration is tried when its locks are not free.
+        #[arg(long, env = "WASMHOST_MIGRATE_ATTEMPTS", default_value_t = 10)]
+        attempts: u32,
     },
     /// Exit 0 if the URL answers 2xx (for container health checks).
     Healthcheck {
@@ -223,8 +230,14 @@ async fn run(command: Command) -> Result<()> {
         Command::Migrate {
             database_url,
             migrations_dir,
+            lock_timeout_ms,
+            attempts,
         } => {
-            let applied = migrate::run(&database_url, &migrations_dir).await?;
+            let settings = migrate::Settings {
+                lock_timeout: Duration::from_millis(lock_timeout_ms),
+                attempts: attempts.max(1),
+            };
+            let applied = migrate::run(&database_url, &migrations_dir, &settings).await?;
             tracing::info!(applied, "migrations up to date");
             Ok(())
         }

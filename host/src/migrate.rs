@@ -1,12 +1,23 @@
 //! `wasmhost migrate`: applies `NNNN_name.sql` files in order, each in its
 //! own transaction, recording them in `schema_migrations`. An advisory lock
-//! serialises replicas that start together; a file changed after it was
-//! applied is an error rather than silently ignored.
+//! serialises migrators that start together (the second waits, then finds
+//! nothing left to do); a file changed after it was applied is an error
+//! rather than silently ignored.
+//!
+//! Migrations run against a database that is serving: every lock a
+//! migration asks for is bounded by `lock_timeout`, so a migration queued
+//! behind a long transaction gives up after that time instead of making
+//! every query on the table wait behind it, and is tried again after a
+//! pause. A file whose first line is `-- wasmhost:no-transaction` runs
+//! outside a transaction, for the one statement PostgreSQL refuses inside
+//! one (`CREATE INDEX CONCURRENTLY`); such a file holds one statement.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
+use tokio_postgres::error::SqlState;
 
 /// Key of the advisory lock held while migrating (an arbitrary constant
 /// shared by every replica).
@@ -59,7 +70,29 @@ pub fn discover(dir: &Path) -> Result<Vec<Migration>> {
     Ok(out)
 }
 
-pub async fn run(database_url: &str, dir: &Path) -> Result<usize> {
+/// First line of a migration that runs outside a transaction.
+const NO_TRANSACTION: &str = "-- wasmhost:no-transaction";
+
+/// How migrations wait for locks.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The longest a statement waits for a lock before the migration gives
+    /// up (and is tried again).
+    pub lock_timeout: Duration,
+    /// How many times a migration is tried when it could not get its locks.
+    pub attempts: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lock_timeout: Duration::from_secs(2),
+            attempts: 10,
+        }
+    }
+}
+
+pub async fn run(database_url: &str, dir: &Path, settings: &Settings) -> Result<usize> {
     let migrations = discover(dir)?;
     let target = crate::postgres::client::Target::parse(database_url)?;
     let label = target.label.clone();
@@ -88,14 +121,18 @@ pub async fn run(database_url: &str, dir: &Path) -> Result<usize> {
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
         .await
         .context("taking the migration lock")?;
-    let result = apply(&mut client, &migrations).await;
+    let result = apply(&mut client, &migrations, settings).await;
     let _ = client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
         .await;
     result
 }
 
-async fn apply(client: &mut tokio_postgres::Client, migrations: &[Migration]) -> Result<usize> {
+async fn apply(
+    client: &mut tokio_postgres::Client,
+    migrations: &[Migration],
+    settings: &Settings,
+) -> Result<usize> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -127,20 +164,75 @@ async fn apply(client: &mut tokio_postgres::Client, migrations: &[Migration]) ->
             }
             continue;
         }
-        let tx = client.transaction().await?;
-        tx.batch_execute(&sql)
-            .await
-            .with_context(|| format!("applying {}", migration.path.display()))?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-            &[&migration.version, &migration.name, &checksum],
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::info!(version = migration.version, name = %migration.name, "applied migration");
+        let mut attempt = 1;
+        loop {
+            match apply_one(client, migration, &sql, &checksum, settings).await {
+                Ok(()) => break,
+                Err(e)
+                    if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+                        && attempt < settings.attempts =>
+                {
+                    let pause = Duration::from_millis(250 << attempt.min(5));
+                    tracing::warn!(
+                        version = migration.version,
+                        attempt,
+                        lock_timeout_ms = settings.lock_timeout.as_millis() as u64,
+                        "migration could not take its locks in time; trying again"
+                    );
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    let hint = if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) {
+                        format!(
+                            " (its locks were not free within {:?}, {attempt} times: a long transaction holds the table)",
+                            settings.lock_timeout
+                        )
+                    } else {
+                        String::new()
+                    };
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("applying {}{hint}", migration.path.display())));
+                }
+            }
+        }
+        tracing::info!(version = migration.version, name = %migration.name, attempts = attempt, "applied migration");
         count += 1;
     }
     Ok(count)
+}
+
+/// One attempt at one migration; nothing of it stays when it fails (a
+/// failed statement outside a transaction leaves what PostgreSQL leaves).
+async fn apply_one(
+    client: &mut tokio_postgres::Client,
+    migration: &Migration,
+    sql: &str,
+    checksum: &str,
+    settings: &Settings,
+) -> Result<(), tokio_postgres::Error> {
+    let lock_timeout = format!(
+        "SET lock_timeout = {}",
+        settings.lock_timeout.as_millis().max(1)
+    );
+    let record = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)";
+    if sql.lines().next().map(str::trim) == Some(NO_TRANSACTION) {
+        client.batch_execute(&lock_timeout).await?;
+        let ran = client.batch_execute(sql).await;
+        client.batch_execute("RESET lock_timeout").await?;
+        ran?;
+        client
+            .execute(record, &[&migration.version, &migration.name, &checksum])
+            .await?;
+        return Ok(());
+    }
+    let tx = client.transaction().await?;
+    tx.batch_execute(&lock_timeout.replacen("SET", "SET LOCAL", 1))
+        .await?;
+    tx.batch_execute(sql).await?;
+    tx.execute(record, &[&migration.version, &migration.name, &checksum])
+        .await?;
+    tx.commit().await
 }
 
 #[cfg(test)]

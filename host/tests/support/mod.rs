@@ -24,7 +24,7 @@ pub async fn admin_url() -> String {
         .unwrap_or_else(|error| panic!("{error:#}"))
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("host crate lives in the workspace")
@@ -34,10 +34,20 @@ fn workspace_root() -> PathBuf {
 /// The fixture component, built by `cargo build --release --target
 /// wasm32-wasip2 -p test-app` (the README's test command does this).
 pub fn fixture_wasm() -> PathBuf {
-    let path = workspace_root().join("target/wasm32-wasip2/release/test_app.wasm");
+    built_wasm("test-app")
+}
+
+/// The component of the fixture package `package`, built by `cargo build
+/// --release --target wasm32-wasip2 -p <package>` (the README's test
+/// command builds every fixture).
+pub fn built_wasm(package: &str) -> PathBuf {
+    let path = workspace_root().join(format!(
+        "target/wasm32-wasip2/release/{}.wasm",
+        package.replace('-', "_")
+    ));
     assert!(
         path.exists(),
-        "{} is missing: run `cargo build --release --target wasm32-wasip2 -p test-app` first",
+        "{} is missing: run `cargo build --release --target wasm32-wasip2 -p {package}` first",
         path.display()
     );
     path
@@ -155,7 +165,7 @@ pub struct Host {
     pub admin: String,
     pub port: u16,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 pub struct HostConfig {
@@ -184,7 +194,8 @@ impl HostConfig {
     }
 }
 
-fn cache_dir() -> PathBuf {
+/// The directory of precompiled components every test host uses.
+pub fn cache_dir() -> PathBuf {
     workspace_root().join("target/wasmhost-test-cache")
 }
 
@@ -225,7 +236,7 @@ pub async fn start(config: HostConfig) -> Result<Host> {
         admin: format!("http://127.0.0.1:{admin_port}"),
         port,
         log,
-        _dir: dir,
+        dir,
     };
     host.wait_ready(Duration::from_secs(60)).await?;
     Ok(host)
@@ -234,6 +245,12 @@ pub async fn start(config: HostConfig) -> Result<Host> {
 impl Host {
     pub fn pid(&self) -> i32 {
         self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// The manifest the host was started with (a file of the test's own,
+    /// which a reload test rewrites).
+    pub fn manifest_path(&self) -> PathBuf {
+        self.dir.path().join("spin.toml")
     }
 
     pub fn log(&self) -> String {
