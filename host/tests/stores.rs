@@ -325,3 +325,109 @@ async fn sqlite_runs_statements_with_typed_values_on_both_interfaces() {
     let (_, count) = sql(base, "sqlite", "SELECT count(*) AS c FROM t", json!([])).await;
     assert_eq!(count["rows"], json!([[2]]), "the statement was atomic");
 }
+
+/// Runs `steps` (`[connection, sql]`) on `connections` connections of one
+/// request; each step's `{"rows": ..}` or `{"error": ..}`.
+async fn session(base: &str, connections: usize, steps: Value) -> Vec<Value> {
+    let body = json!({ "connections": connections, "steps": steps }).to_string();
+    let (status, text) = text("POST", format!("{base}/sqlite-session/default"), &body).await;
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).expect("outcomes")
+}
+
+#[tokio::test]
+async fn sqlite_transactions_belong_to_the_connection_that_began_them() {
+    let db = ScratchDb::create().await.unwrap();
+    let host = app(&db, &[], &[]).await;
+    let base = host.base.as_str();
+    let rows = |outcome: &Value| outcome["rows"].clone();
+    let created = session(
+        base,
+        1,
+        json!([[
+            0,
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER)"
+        ]]),
+    )
+    .await;
+    assert_eq!(rows(&created[0]), json!([]), "{created:?}");
+
+    // A rollback undoes what the transaction wrote, and only that.
+    let out = session(
+        base,
+        1,
+        json!([
+            [0, "BEGIN"],
+            [0, "INSERT INTO accounts VALUES (1, 100)"],
+            [0, "SELECT count(*) FROM accounts"],
+            [0, "ROLLBACK"],
+            [0, "SELECT count(*) FROM accounts"],
+        ]),
+    )
+    .await;
+    assert_eq!(rows(&out[2]), json!([[1]]), "{out:?}");
+    assert_eq!(rows(&out[4]), json!([[0]]), "{out:?}");
+
+    // Another connection does not see uncommitted writes, then sees them
+    // once committed.
+    let out = session(
+        base,
+        2,
+        json!([
+            [0, "BEGIN IMMEDIATE"],
+            [0, "INSERT INTO accounts VALUES (1, 100)"],
+            [1, "SELECT count(*) FROM accounts"],
+            [0, "COMMIT"],
+            [1, "SELECT count(*) FROM accounts"],
+        ]),
+    )
+    .await;
+    assert_eq!(rows(&out[2]), json!([[0]]), "isolated: {out:?}");
+    assert_eq!(rows(&out[4]), json!([[1]]), "committed: {out:?}");
+
+    // A failed statement inside a transaction leaves the transaction open
+    // with what came before it.
+    let out = session(
+        base,
+        1,
+        json!([
+            [0, "BEGIN"],
+            [0, "UPDATE accounts SET balance = balance - 30 WHERE id = 1"],
+            [0, "INSERT INTO accounts VALUES (1, 0)"],
+            [0, "COMMIT"],
+        ]),
+    )
+    .await;
+    assert!(
+        out[2]["error"].as_str().unwrap_or("").contains("UNIQUE"),
+        "{out:?}"
+    );
+    assert_eq!(out[3], json!({ "rows": [] }), "{out:?}");
+
+    // A transaction a request leaves open is rolled back when its
+    // connection goes, and no later connection inherits it: every later
+    // request can begin its own.
+    let out = session(
+        base,
+        1,
+        json!([[0, "BEGIN"], [0, "INSERT INTO accounts VALUES (2, 50)"]]),
+    )
+    .await;
+    assert_eq!(rows(&out[1]), json!([]), "{out:?}");
+    for _ in 0..20 {
+        let out = session(
+            base,
+            2,
+            json!([
+                [0, "BEGIN"],
+                [0, "SELECT id, balance FROM accounts ORDER BY id"],
+                [0, "COMMIT"],
+                [1, "SELECT count(*) FROM accounts"],
+            ]),
+        )
+        .await;
+        assert_eq!(out[0], json!({ "rows": [] }), "{out:?}");
+        assert_eq!(rows(&out[1]), json!([[1, 70]]), "{out:?}");
+        assert_eq!(rows(&out[3]), json!([[1]]), "{out:?}");
+    }
+}

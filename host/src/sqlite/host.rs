@@ -30,16 +30,19 @@ impl SqliteInstance {
         if !self.component.sqlite_databases.contains(label) {
             return Ok(Err(OpenError::AccessDenied));
         }
-        let database = match self.sqlite.open(label).await {
-            None => return Ok(Err(OpenError::NoSuchDatabase)),
-            Some(Err(e)) => {
+        let Some(database) = self.sqlite.database(label).cloned() else {
+            return Ok(Err(OpenError::NoSuchDatabase));
+        };
+        let connection = match database.acquire().await {
+            Ok(connection) => connection,
+            Err(e) => {
                 tracing::warn!(component = %self.component.id, database = label, error = %format!("{e:#}"), "SQLite database unavailable");
                 return Ok(Err(OpenError::Io(format!("{e:#}"))));
             }
-            Some(Ok(database)) => database,
         };
         Ok(Ok(self.table.push(Connection {
             database,
+            connection: Some(connection),
             last_insert_rowid: 0,
             changes: 0,
         })?))
@@ -52,23 +55,20 @@ impl SqliteInstance {
         statement: String,
         parameters: Vec<Sql>,
     ) -> wasmtime::Result<Result<Outcome, String>> {
-        let database = self.table.get(handle)?.database.clone();
-        let ran = tokio::task::spawn_blocking(move || {
-            let connection = database.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(connection) = self.table.get_mut(handle)?.connection.take() else {
+            return Ok(Err("the connection was lost by an earlier statement".into()));
+        };
+        let (connection, outcome) = tokio::task::spawn_blocking(move || {
             let outcome = execute(&connection, &statement, parameters);
-            (
-                outcome,
-                connection.last_insert_rowid(),
-                connection.changes(),
-            )
+            (connection, outcome)
         })
         .await?;
-        let (outcome, rowid, changes) = ran;
-        let connection = self.table.get_mut(handle)?;
+        let held = self.table.get_mut(handle)?;
         if outcome.is_ok() {
-            connection.last_insert_rowid = rowid;
-            connection.changes = changes;
+            held.last_insert_rowid = connection.last_insert_rowid();
+            held.changes = connection.changes();
         }
+        held.connection = Some(connection);
         Ok(outcome.map_err(|e| e.to_string()))
     }
 }

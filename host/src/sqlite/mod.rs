@@ -5,11 +5,15 @@
 //! `sqlite_databases`; any other label is `access-denied`, as in Spin. Each
 //! label is a local file the runtime configuration names
 //! ([`crate::runtime_config`]); `default` is `sqlite_db.db` under the state
-//! directory when it does not. One connection per database is shared by the
-//! process, in WAL mode with a busy timeout, so replicas on one machine can
-//! share a file.
+//! directory when it does not. Every `open` gives the guest a SQLite
+//! connection of its own, as Spin does, so a transaction is the guest's
+//! alone; connections outside a transaction are kept for the next `open`
+//! (with their prepared statements) instead of reopening the file. Files
+//! are in WAL mode with a busy timeout, so readers do not wait for a writer
+//! and replicas on one machine can share a file.
 //!
 //! - [`host`]: the interfaces' methods, on each instance's [`SqliteInstance`].
+//! - [`connection`]: a guest's connection, given back when it is dropped.
 
 pub mod bindings;
 pub mod connection;
@@ -21,7 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::sync::OnceCell;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 
 use crate::capability::{Accessor, Capability, check_labels};
@@ -47,12 +50,58 @@ pub fn open_file(path: &Path) -> Result<rusqlite::Connection> {
     Ok(connection)
 }
 
-/// A database's one connection, shared by every instance.
-type Shared = Arc<Mutex<rusqlite::Connection>>;
+/// How many connections outside a transaction a database keeps for the
+/// next `open`; more are closed when given back.
+const MAX_IDLE: usize = 16;
 
-/// The process-wide part: every configured database, opened on first use.
+/// One configured database: its file and the connections not in use.
+pub struct Database {
+    label: String,
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl Database {
+    fn new(label: String, path: PathBuf) -> Self {
+        Database {
+            label,
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A connection for one guest `open`: an idle one, or a new one.
+    async fn acquire(&self) -> Result<rusqlite::Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        if let Some(connection) = idle {
+            return Ok(connection);
+        }
+        let path = self.path.clone();
+        let connection = tokio::task::spawn_blocking(move || open_file(&path)).await??;
+        tracing::debug!(database = %self.label, "SQLite connection opened");
+        Ok(connection)
+    }
+
+    /// Takes back a guest's connection: kept when it is outside a
+    /// transaction and there is room, closed otherwise (closing rolls back
+    /// what the guest left uncommitted).
+    pub(crate) fn release(&self, connection: rusqlite::Connection) {
+        if connection.is_autocommit() {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(connection);
+                return;
+            }
+        } else {
+            tracing::debug!(database = %self.label, "SQLite connection dropped inside a transaction: rolled back");
+        }
+        drop(connection);
+    }
+}
+
+/// The process-wide part: every configured database.
 pub struct Sqlite {
-    databases: BTreeMap<String, (PathBuf, OnceCell<Shared>)>,
+    databases: BTreeMap<String, Arc<Database>>,
 }
 
 impl Sqlite {
@@ -72,25 +121,14 @@ impl Sqlite {
         Sqlite {
             databases: paths
                 .into_iter()
-                .map(|(label, path)| (label, (path, OnceCell::new())))
+                .map(|(label, path)| (label.clone(), Arc::new(Database::new(label, path))))
                 .collect(),
         }
     }
 
-    /// The connection behind `label`, opened on first use; `None` when no
-    /// database has that label.
-    async fn open(&self, label: &str) -> Option<Result<Shared>> {
-        let (path, cell) = self.databases.get(label)?;
-        Some(
-            cell.get_or_try_init(|| async {
-                let path = path.clone();
-                let connection = tokio::task::spawn_blocking(move || open_file(&path)).await??;
-                tracing::info!(database = label, "SQLite database opened");
-                anyhow::Ok(Arc::new(Mutex::new(connection)))
-            })
-            .await
-            .cloned(),
-        )
+    /// The database behind `label`; `None` when no database has that label.
+    fn database(&self, label: &str) -> Option<&Arc<Database>> {
+        self.databases.get(label)
     }
 }
 
