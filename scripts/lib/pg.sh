@@ -92,3 +92,34 @@ pg_bin_dir() {
     say "no pg_dump for PostgreSQL $major; install it: sudo apt-get install postgresql-client-$major"
     return 1
 }
+
+# What a restore must reproduce, as SQL for psql to run, one line per item: every table of the public
+# schema with its row count and the md5 of all its rows in primary-key order;
+# owners and grants of the tables, sequences and functions, the schema's and
+# the default privileges; every sequence's position. (An object whose rights
+# are its owner's defaults may have them spelled out or not - pg_dump writes
+# no GRANT for defaults - so both read as the spelled-out defaults.)
+fingerprint_sql() {
+    cat <<'SQL'
+SELECT format(
+    'SELECT %L || '' rows='' || count(*) || '' md5='' || md5(coalesce(string_agg(t::text, ''|'' ORDER BY %s), '''')) FROM %I t',
+    c.relname,
+    coalesce((SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY array_position(i.indkey::int2[], a.attnum))
+              FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey::int2[])
+              WHERE i.indrelid = c.oid AND i.indisprimary), 't::text'),
+    c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+ORDER BY c.relname
+\gexec
+SELECT 'relation ' || c.relname || ' kind=' || c.relkind::text || ' owner=' || c.relowner::regrole || ' acl=' || coalesce(c.relacl, acldefault(CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", c.relowner))::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S', 'v', 'm')
+ORDER BY c.relname;
+SELECT 'function ' || p.oid::regprocedure || ' owner=' || p.proowner::regrole || ' acl=' || coalesce(p.proacl, acldefault('f'::"char", p.proowner))::text
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' ORDER BY 1;
+SELECT 'schema public owner=' || nspowner::regrole || ' acl=' || coalesce(nspacl, acldefault('n'::"char", nspowner))::text FROM pg_namespace WHERE nspname = 'public';
+SELECT 'default acl ' || defaclrole::regrole || ' ' || defaclobjtype::text || ' ' || defaclacl::text FROM pg_default_acl ORDER BY 1;
+SELECT 'sequence ' || sequencename || ' last=' || coalesce(last_value::text, '-') FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1;
+SQL
+}
