@@ -1,22 +1,28 @@
 //! The admin listener, on its own port so it is never exposed through the
 //! load balancer: `/healthz` (the process is alive), `/readyz` (components
-//! loaded, every database reachable, not shutting down) and `/metrics`.
+//! loaded, every database reachable, not shutting down), `/metrics`, and
+//! `POST /reload` (load the manifest and components again, see
+//! [`crate::reload`]; 200 with the new generation, or the reason it was
+//! refused: 422 for a manifest or component that does not load, 503 for a
+//! database that does not answer).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::reload::{ReloadError, Reloader};
 use crate::runtime::Runtime;
 
 pub struct Admin {
     pub runtime: Arc<Runtime>,
+    pub applications: Arc<Reloader>,
     pub shutting_down: AtomicBool,
 }
 
@@ -35,7 +41,7 @@ impl Admin {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err("shutting down".into());
         }
-        for dependency in &self.runtime.dependencies {
+        for dependency in &self.applications.serving().dependencies {
             let name = &dependency.source;
             match tokio::time::timeout(Duration::from_secs(2), dependency.check()).await {
                 Ok(Ok(())) => {}
@@ -62,6 +68,18 @@ impl Admin {
                     format!("{reason}\n"),
                 ),
             },
+            "/reload" if req.method() == Method::POST => self.reload().await,
+            "/reload" => {
+                let mut response = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain",
+                    "POST to reload\n".into(),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+                response
+            }
             "/metrics" => {
                 self.runtime.shared.capabilities.record_metrics();
                 text(
@@ -72,6 +90,40 @@ impl Admin {
             }
             _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
         }
+    }
+
+    /// `POST /reload`: the new generation and its components, or why the
+    /// reload was refused, as JSON.
+    async fn reload(&self) -> Response<Full<Bytes>> {
+        // In a task of its own, so that a caller hanging up does not stop
+        // a reload halfway (it is logged and counted all the same).
+        let applications = self.applications.clone();
+        let reload = tokio::spawn(async move { applications.reload("admin").await });
+        let Ok(result) = reload.await else {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "application/json",
+                "{\"error\":\"the reload stopped\"}\n".into(),
+            );
+        };
+        let (status, body) = match result {
+            Ok(reloaded) => (
+                StatusCode::OK,
+                serde_json::json!({
+                    "generation": reloaded.generation,
+                    "components": reloaded.components,
+                    "elapsed_ms": reloaded.elapsed.as_millis() as u64,
+                }),
+            ),
+            Err(error) => {
+                let status = match error {
+                    ReloadError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    ReloadError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                (status, serde_json::json!({ "error": error.to_string() }))
+            }
+        };
+        text(status, "application/json", format!("{body}\n"))
     }
 }
 

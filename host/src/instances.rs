@@ -13,8 +13,15 @@
 //! behind (a body or stream not completely written, a connection not
 //! closed), or once its linear memory grew past `--instance-memory-watermark`:
 //! it is dropped, and the next request gets a fresh one.
+//!
+//! Each application ([`crate::application`]) has its own: instances of one
+//! application's components never serve another's. When a reload replaces
+//! the application, its instances are retired: the idle ones are dropped at
+//! once, and those still serving a request are dropped when it ends, so
+//! their memory and pool slots are given back.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,6 +67,11 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// The id of the component this is an instance of.
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
     /// Whether this instance served an earlier request.
     pub fn reused(&self) -> bool {
         self.served > 0
@@ -88,6 +100,8 @@ pub struct Instances {
     idle: Mutex<HashMap<String, Vec<Idle>>>,
     /// Idle instances kept per component at most.
     idle_cap: usize,
+    /// Set once a reload replaced this application: nothing is kept.
+    retired: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -97,6 +111,7 @@ impl Instances {
             settings,
             idle: Mutex::new(HashMap::new()),
             idle_cap,
+            retired: AtomicBool::new(false),
             metrics,
         })
     }
@@ -154,6 +169,7 @@ impl Instances {
         instance.served += 1;
         let reason = match outcome {
             _ if !self.settings.enabled() => "reuse_off",
+            _ if self.retired.load(Ordering::Acquire) => "retired",
             Outcome::Trapped => "trapped",
             Outcome::Deadline => "deadline",
             Outcome::Returned => {
@@ -176,6 +192,13 @@ impl Instances {
 
     fn keep(&self, instance: Instance) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock that `retire` empties the lists under, so
+        // no instance is kept after they were emptied.
+        if self.retired.load(Ordering::Acquire) {
+            drop(idle);
+            self.metrics.instance_dropped("retired");
+            return;
+        }
         let list = idle.entry(instance.component.clone()).or_default();
         if list.len() >= self.idle_cap {
             drop(idle);
@@ -228,6 +251,21 @@ impl Instances {
         }
         // Dropped outside the lock: freeing a store resets its memory.
         drop(expired);
+    }
+
+    /// Keeps no instance from now on and drops the idle ones: their
+    /// application was replaced by a reload.
+    pub fn retire(&self) {
+        let idle: Vec<Idle> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            self.retired.store(true, Ordering::Release);
+            idle.drain().flat_map(|(_, list)| list).collect()
+        };
+        for _ in &idle {
+            self.metrics.instance_dropped("retired");
+        }
+        // Dropped outside the lock: freeing a store resets its memory.
+        drop(idle);
     }
 
     /// Idle instances now, for tests and metrics.

@@ -6,18 +6,21 @@
 //!
 //! The request path: `server` (HTTP in, routing by `routing`, admission by
 //! `admission`, an instance from `instances`, the response out), on the
-//! `runtime` (engine, limits, stores). What components may import beyond
-//! WASI are capabilities, each a unit of its own in the shape `capability`
-//! describes: `variables`, `postgres`, `key_value`, `sqlite`, `redis`,
-//! `mqtt`, configured by `runtime_config`; `outbound` (+ `outbound_http`,
-//! `outbound_url` for the addresses Redis and MQTT connect to, and `sockets`
-//! for `wasi:sockets`) holds the allowed-hosts rules they share, `component`
-//! what each component is given. Around them: `manifest`, `admin` (health
-//! and metrics), `migrate`, `telemetry`, and `compat`, the profiles that
-//! reproduce another runtime's observable behaviour.
+//! `runtime` (engine, limits, stores) and the serving `application` (what
+//! the manifest defines, swapped whole by `reload`). What components may
+//! import beyond WASI are capabilities, each a unit of its own in the shape
+//! `capability` describes: `variables`, `postgres`, `key_value`, `sqlite`,
+//! `redis`, `mqtt`, configured by `runtime_config`; `outbound` (+
+//! `outbound_http`, `outbound_url` for the addresses Redis and MQTT connect
+//! to, and `sockets` for `wasi:sockets`) holds the allowed-hosts rules they
+//! share, `component` what each component is given. Around them:
+//! `manifest`, `admin` (health, metrics and reloads), `migrate`,
+//! `telemetry`, and `compat`, the profiles that reproduce another runtime's
+//! observable behaviour.
 
 pub mod admin;
 pub mod admission;
+pub mod application;
 pub mod capability;
 pub mod compat;
 pub mod component;
@@ -32,6 +35,7 @@ pub mod outbound_http;
 pub mod outbound_url;
 pub mod postgres;
 pub mod redis;
+pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod runtime_config;

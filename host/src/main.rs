@@ -7,12 +7,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use host::application::Application;
+use host::capability::Dependency;
 use host::compat::Compat;
 use host::instances::ReuseSettings;
+use host::reload::{self, Reloader};
 use host::runtime_config::RuntimeConfig;
-use host::{
-    admin, manifest, metrics, migrate, postgres, routing, runtime, server, telemetry, variables,
-};
+use host::{admin, manifest, metrics, migrate, postgres, runtime, server, telemetry};
 
 /// Every request allocates and frees many small objects (stores, resource
 /// tables, headers) across threads; mimalloc's thread-local free lists cost
@@ -304,9 +305,9 @@ async fn shutdown_signal() {
 
 /// Waits, with backoff, until every service the components depend on (their
 /// databases) answers.
-async fn wait_for_dependencies(rt: &runtime::Runtime, wait: Duration) -> Result<()> {
+async fn wait_for_dependencies(dependencies: &[Dependency], wait: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + wait;
-    for dependency in &rt.dependencies {
+    for dependency in dependencies {
         let (name, source) = (dependency.name(), &dependency.source);
         let mut delay = Duration::from_millis(200);
         loop {
@@ -336,8 +337,6 @@ async fn wait_for_dependencies(rt: &runtime::Runtime, wait: Duration) -> Result<
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let manifest = manifest::Manifest::load(&args.manifest)?;
-    let resolved = variables::resolve::Resolved::resolve(&manifest, |k| std::env::var(k).ok())?;
-    let router = routing::Router::build(&manifest.http_triggers)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let reuse = ReuseSettings {
         max_reuse: args.max_instance_reuse.max(1),
@@ -369,11 +368,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| manifest.base_dir.join(".spin")),
     };
-    let rt = Arc::new(runtime::Runtime::new(
-        &manifest, &resolved, settings, metrics,
-    )?);
+    let rt = Arc::new(runtime::Runtime::new(settings, metrics)?);
     rt.start_epoch_ticker();
-    wait_for_dependencies(&rt, Duration::from_secs(args.db_wait_secs)).await?;
+    let application = Application::from_manifest(&rt, &manifest, 1, &reuse)?;
+    wait_for_dependencies(
+        &application.dependencies,
+        Duration::from_secs(args.db_wait_secs),
+    )
+    .await?;
+    let components = application.components.len();
+    let applications = Reloader::new(
+        rt.clone(),
+        args.manifest.clone(),
+        reuse.clone(),
+        application,
+    );
+    reload::reload_on_sighup(applications.clone()).context("cannot handle SIGHUP")?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -383,13 +393,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.admin_listen))?;
     let admin = Arc::new(admin::Admin {
         runtime: rt.clone(),
+        applications: applications.clone(),
         shutting_down: false.into(),
     });
     tokio::spawn(admin::serve(admin.clone(), admin_listener));
 
     let srv = Arc::new(server::Server::new(
         rt.clone(),
-        router,
+        applications,
         server::ServerSettings {
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             max_body_bytes: args.compat.max_body_bytes(args.max_body_bytes),
@@ -397,15 +408,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
             header_read_timeout: Duration::from_secs(10),
             idle_drain: Duration::from_secs(args.idle_drain_secs),
             route_limits: args.route_limits.clone(),
-            reuse: reuse.clone(),
         },
     ));
-    srv.start();
     tracing::info!(
         application = %manifest.name,
         listen = %args.listen,
         admin = %args.admin_listen,
-        components = rt.components.len(),
+        components,
         compat = args.compat.name(),
         max_instance_reuse = reuse.max_reuse,
         route_limits = %args

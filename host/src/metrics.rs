@@ -37,9 +37,23 @@ pub struct CacheLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub database: String,
     pub state: &'static str,
+}
+
+/// An application in memory; see [`Metrics::application_loaded`].
+pub struct LiveApplication(Gauge);
+
+impl Drop for LiveApplication {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// A request in flight; see [`Metrics::request_started`].
@@ -65,6 +79,10 @@ pub struct Metrics {
     statements: Counter,
     statement_cache: Family<CacheLabels, Counter>,
     pool_connections: Family<PoolLabels, Gauge>,
+    reloads: Family<ResultLabels, Counter>,
+    generation: Gauge,
+    loaded_at: Gauge<f64, std::sync::atomic::AtomicU64>,
+    applications: Gauge,
 }
 
 impl Default for Metrics {
@@ -121,7 +139,8 @@ impl Metrics {
         registry.register(
             "instances_dropped",
             "Instances dropped after a request, by reason (reuse_off, max_reuse, trapped, \
-             deadline, limit, resources_left, memory_watermark, idle_timeout, idle_full)",
+             deadline, limit, resources_left, memory_watermark, idle_timeout, idle_full, \
+             retired)",
             instances_dropped.clone(),
         );
         let route_limits = Family::<LimitLabels, Gauge>::default();
@@ -154,6 +173,37 @@ impl Metrics {
             "PostgreSQL pool connections, by database and state (in_use, idle)",
             pool_connections.clone(),
         );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Reloads of the manifest and components (SIGHUP or POST /reload), by result \
+             (success, failure: refused, the application before it serving on)",
+            reloads.clone(),
+        );
+        // Both series exist from the start, so a failure is a change from 0.
+        for result in ["success", "failure"] {
+            let _ = reloads.get_or_create(&ResultLabels { result });
+        }
+        let generation = Gauge::default();
+        registry.register(
+            "application_generation",
+            "The serving application's generation: 1 at start, one more per successful reload",
+            generation.clone(),
+        );
+        let loaded_at = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "application_loaded_timestamp_seconds",
+            "When the serving application was loaded (at start or by the last successful reload), \
+             in seconds since the Unix epoch",
+            loaded_at.clone(),
+        );
+        let applications = Gauge::default();
+        registry.register(
+            "applications_live",
+            "Applications in memory: the serving one, and those a reload replaced while requests \
+             or instances of theirs remain",
+            applications.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -168,7 +218,33 @@ impl Metrics {
             statements,
             statement_cache,
             pool_connections,
+            reloads,
+            generation,
+            loaded_at,
+            applications,
         }
+    }
+
+    /// Counts an application in memory until the returned guard is dropped
+    /// (with the application).
+    pub fn application_loaded(&self) -> LiveApplication {
+        self.applications.inc();
+        LiveApplication(self.applications.clone())
+    }
+
+    /// The application of `generation` now serves.
+    pub fn application_serving(&self, generation: u64) {
+        self.generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.loaded_at.set(now.as_secs_f64());
+    }
+
+    pub fn reloaded(&self, succeeded: bool) {
+        let result = if succeeded { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
     }
 
     /// Counts a request in flight until the returned guard is dropped, which

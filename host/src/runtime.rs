@@ -1,5 +1,6 @@
 //! The wasmtime side: one engine, every component compiled once (or loaded
-//! precompiled) and pre-instantiated at start, and a store per instance
+//! precompiled) and pre-instantiated at start or by a reload
+//! ([`crate::reload`]), never per request, and a store per instance
 //! (by default a fresh one per request, as Spin does; see
 //! [`crate::instances`]). The pooling allocator with copy-on-write memory
 //! images makes that instantiation cost microseconds.
@@ -279,13 +280,23 @@ impl WasiHttpView for HostState {
     }
 }
 
+/// What lives as long as the process, whatever application it serves: the
+/// engine (with its pooling allocator), the linker of the host's imports,
+/// the capabilities (their pools and stores) and the metrics. The
+/// application's components are loaded on it by
+/// [`Runtime::load_components`], at start and again by each reload.
 pub struct Runtime {
     pub engine: Engine,
-    pub components: HashMap<String, LoadedComponent>,
+    linker: Linker<HostState>,
     pub shared: Arc<Shared>,
     pub settings: RuntimeSettings,
-    /// The services the components depend on (their databases), checked at
-    /// start and by readiness.
+}
+
+/// A manifest's components, loaded: what its routes reach, and the services
+/// those components depend on (their databases), checked before they serve
+/// and by readiness.
+pub struct LoadedComponents {
+    pub components: HashMap<String, LoadedComponent>,
     pub dependencies: Vec<Dependency>,
 }
 
@@ -464,15 +475,31 @@ fn load(
 }
 
 impl Runtime {
-    pub fn new(
-        manifest: &Manifest,
-        variables: &Resolved,
-        settings: RuntimeSettings,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self> {
+    pub fn new(settings: RuntimeSettings, metrics: Arc<Metrics>) -> Result<Self> {
         let engine = engine(&settings)?;
         let linker = linker(&engine)?;
         let capabilities = Capabilities::new(&settings, &metrics);
+        Ok(Runtime {
+            engine,
+            linker,
+            shared: Arc::new(Shared {
+                metrics,
+                capabilities,
+            }),
+            settings,
+        })
+    }
+
+    /// Compiles (or loads precompiled) and pre-instantiates every component
+    /// the manifest's routes reach, and checks what each is given of the
+    /// capabilities: everything short of serving, so that a mistake is
+    /// found before any request reaches the components.
+    pub fn load_components(
+        &self,
+        manifest: &Manifest,
+        variables: &Resolved,
+    ) -> Result<LoadedComponents> {
+        let capabilities = &self.shared.capabilities;
         let routed: std::collections::BTreeSet<&str> = manifest
             .http_triggers
             .iter()
@@ -481,21 +508,22 @@ impl Runtime {
         let mut components = HashMap::new();
         let mut dependencies = Vec::new();
         for id in routed {
-            let loaded = load(&engine, &linker, manifest, id, variables, &settings)?;
+            let loaded = load(
+                &self.engine,
+                &self.linker,
+                manifest,
+                id,
+                variables,
+                &self.settings,
+            )?;
             capabilities
                 .configure(&loaded.context)
                 .with_context(|| format!("component `{id}`"))?;
             dependencies.extend(capabilities.dependencies(&loaded.context));
             components.insert(id.to_string(), loaded);
         }
-        Ok(Runtime {
-            engine,
+        Ok(LoadedComponents {
             components,
-            shared: Arc::new(Shared {
-                metrics,
-                capabilities,
-            }),
-            settings,
             dependencies,
         })
     }

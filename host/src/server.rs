@@ -1,6 +1,8 @@
 //! The public HTTP listener and the request path, top to bottom:
 //!
-//! 1. **route**: the manifest's route for the path (404 without one);
+//! 1. **route**: the serving application, read once ([`crate::reload`]
+//!    swaps it whole; a request keeps the one it started on), and its
+//!    manifest's route for the path (404 without one);
 //! 2. **read the body**: size cap (413), deadline (408), in an upload slot;
 //! 3. **admit**: route limits and the global cap ([`crate::admission`], 503);
 //! 4. **get an instance**: fresh, or reused when that is enabled
@@ -36,8 +38,10 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::admission::{Admission, Admitted, RouteLimit};
-use crate::instances::{Instance, Instances, Outcome, ReuseSettings};
-use crate::routing::{RouteMatch, Router};
+use crate::application::Application;
+use crate::instances::{Instance, Outcome};
+use crate::reload::Reloader;
+use crate::routing::RouteMatch;
 use crate::runtime::{Runtime, is_deadline};
 use crate::telemetry;
 
@@ -54,15 +58,13 @@ pub struct ServerSettings {
     pub idle_drain: Duration,
     /// Per-route concurrency limits (`--route-limit`).
     pub route_limits: Vec<RouteLimit>,
-    /// Instance reuse (off by default).
-    pub reuse: ReuseSettings,
 }
 
 pub struct Server {
     runtime: Arc<Runtime>,
-    router: Router,
+    /// The serving application.
+    applications: Arc<Reloader>,
     admission: Admission,
-    instances: Arc<Instances>,
     settings: ServerSettings,
     draining: std::sync::atomic::AtomicBool,
 }
@@ -271,28 +273,24 @@ impl RequestId {
 }
 
 impl Server {
-    pub fn new(runtime: Arc<Runtime>, router: Router, settings: ServerSettings) -> Self {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        applications: Arc<Reloader>,
+        settings: ServerSettings,
+    ) -> Self {
         let metrics = runtime.shared.metrics.clone();
-        let max_concurrency = runtime.settings.max_concurrency;
         let admission = Admission::new(
-            max_concurrency,
+            runtime.settings.max_concurrency,
             settings.route_limits.clone(),
-            metrics.clone(),
+            metrics,
         );
-        let instances = Instances::new(settings.reuse.clone(), max_concurrency, metrics);
         Server {
             runtime,
-            router,
+            applications,
             admission,
-            instances,
             settings,
             draining: std::sync::atomic::AtomicBool::new(false),
         }
-    }
-
-    /// Starts the server's background work (dropping idle instances).
-    pub fn start(&self) {
-        self.instances.start_reaper();
     }
 
     pub async fn handle(
@@ -304,13 +302,14 @@ impl Server {
         let id = RequestId::of(&req);
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let matched = self.route(&req);
+        let application = self.applications.serving();
+        let matched = route(&application, &req);
         let trace = server_span(&req, matched.as_ref(), &id, client);
         let sampled = telemetry::sampled(&trace);
         let span = tracing::info_span!("request", id = %id.as_str());
         let _in_flight = self.runtime.shared.metrics.request_started();
         let handled = match self
-            .dispatch(req, matched, client, started, sampled)
+            .dispatch(application, req, matched, client, started, sampled)
             .instrument(span.clone())
             .instrument(trace.clone())
             .await
@@ -370,6 +369,7 @@ impl Server {
     /// given before the guest ran.
     async fn dispatch(
         &self,
+        application: Arc<Application>,
         req: Request<Incoming>,
         matched: Option<RouteMatch>,
         client: SocketAddr,
@@ -399,18 +399,14 @@ impl Server {
             .admit(&parts.method, parts.uri.path(), deadline)
             .await
             .map_err(refused)?;
-        let instance = self.instance(&matched, deadline).await.map_err(refused)?;
+        let instance = self
+            .instance(&application, &matched, deadline)
+            .await
+            .map_err(refused)?;
         let reused = instance.reused();
         let request = guest_request(parts, body, &matched, client);
         let response = self
-            .call(
-                &matched.component,
-                instance,
-                request,
-                admitted,
-                deadline,
-                sampled,
-            )
+            .call(application, instance, request, admitted, deadline, sampled)
             .await;
         Ok(Handled {
             route: matched.raw_route,
@@ -418,11 +414,6 @@ impl Server {
             reused: Some(reused),
             response,
         })
-    }
-
-    /// Step 1: the manifest's route for the path.
-    fn route(&self, req: &Request<Incoming>) -> Option<RouteMatch> {
-        self.router.route(req.uri().path())
     }
 
     /// Step 2: the whole body, within the size cap and the deadline, read in
@@ -495,17 +486,19 @@ impl Server {
     /// Step 4: an instance of the route's component.
     async fn instance(
         &self,
+        application: &Application,
         matched: &RouteMatch,
         deadline: Instant,
     ) -> Result<Instance, Response<HyperOutgoingBody>> {
-        let Some(component) = self.runtime.components.get(&matched.component) else {
+        let Some(component) = application.components.get(&matched.component) else {
             return Err(json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server",
                 "component not loaded",
             ));
         };
-        self.instances
+        application
+            .instances
             .get(&self.runtime, &matched.component, component, deadline)
             .await
             .map_err(|e| {
@@ -519,10 +512,11 @@ impl Server {
     /// connection's own task ([`GuestCall`]): until it sets its response
     /// here, then while hyper writes the body (it may keep streaming after
     /// the headers are out). When it returns, it gives the instance back and
-    /// releases the admission slots.
+    /// releases the admission slots. The call holds its application until it
+    /// returns, however long after a reload that is.
     async fn call(
         &self,
-        component: &str,
+        application: Arc<Application>,
         instance: Instance,
         request: Request<Full<Bytes>>,
         admitted: Admitted,
@@ -542,14 +536,14 @@ impl Server {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "malformed request");
-                self.instances.finish(instance, Outcome::Trapped);
+                application.instances.finish(instance, Outcome::Trapped);
                 return json_error(StatusCode::BAD_REQUEST, "request", "malformed request");
             }
         };
-        let instances = self.instances.clone();
         // Child spans of a trace that is not sampled would be built only to
         // be dropped: they are not created at all.
         let execution = if sampled {
+            let component = instance.component();
             tracing::info_span!(
                 target: telemetry::TARGET,
                 "execute_wasm_component",
@@ -582,7 +576,7 @@ impl Server {
                 if outcome != Outcome::Returned {
                     failed.record("otel.status_code", "error");
                 }
-                instances.finish(instance, outcome);
+                application.instances.finish(instance, outcome);
                 result
             }
             .instrument(execution)
@@ -723,6 +717,11 @@ impl hyper::body::Body for Driven {
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
     }
+}
+
+/// Step 1: the application's route for the path.
+fn route(application: &Application, req: &Request<Incoming>) -> Option<RouteMatch> {
+    application.router.route(req.uri().path())
 }
 
 /// The request as the guest sees it, as Spin 3.6 hands it over: the
