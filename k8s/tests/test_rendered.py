@@ -68,6 +68,14 @@ VARIANTS = {
         runtime="spinkube", database="internal", replicas=None, autoscaling=True, issuer=PRODUCTION,
         backup="pvc",
     ),
+    "kustomize-dev-runtime-config": dict(
+        runtime="container", database="internal", replicas=1, autoscaling=False, issuer=STAGING,
+        runtime_config="conduit-runtime-config",
+    ),
+    "kustomize-spinkube-dev-runtime-config": dict(
+        runtime="spinkube", database="internal", replicas=1, autoscaling=False, issuer=STAGING,
+        runtime_config="conduit-runtime-config",
+    ),
     "helm-default": dict(
         runtime="container", database="internal", replicas=1, autoscaling=False,
         issuer=STAGING, cluster_issuer=True,
@@ -102,6 +110,14 @@ VARIANTS = {
     "helm-backup-s3": dict(
         runtime="container", database="external", replicas=1, autoscaling=False,
         issuer=STAGING, cluster_issuer=True, backup="s3",
+    ),
+    "helm-runtime-config": dict(
+        runtime="container", database="internal", replicas=1, autoscaling=False,
+        issuer=STAGING, cluster_issuer=True, runtime_config="conduit-runtime-config",
+    ),
+    "helm-spinkube-runtime-config": dict(
+        runtime="spinkube", database="internal", replicas=1, autoscaling=False,
+        issuer=STAGING, cluster_issuer=True, runtime_config="conduit-runtime-config",
     ),
     "helm-tls-existing-secret": dict(
         runtime="container", database="internal", replicas=1, autoscaling=False, issuer=None,
@@ -652,3 +668,36 @@ def test_external_database_is_verified_against_the_mounted_ca_bundle(variant):
         assert len(mounts) == len(spec["containers"]) == 1 and mounts[0].get("readOnly") is True, f"{where}: mount"
         config_map = volumes[mounts[0]["name"]].get("configMap", {})
         assert config_map.get("name") == DB_CA_CONFIGMAP and not config_map.get("optional"), f"{where}: {config_map}"
+
+
+RUNTIME_CONFIG_FILE = "/etc/wasmhost/runtime-config/runtime-config.toml"
+
+
+def test_runtime_config_reaches_either_runtime_from_one_secret(variant):
+    """Spin's runtime configuration, where the variant gives one, is the
+    Secret's runtime-config.toml: mounted read-only for wasmhost (with a
+    writable directory for local stores), loaded by the spin-operator on
+    SpinKube; absent everywhere else."""
+    name, expected, docs = variant
+    secret = expected.get("runtime_config")
+    workload = api_workload(docs, expected["runtime"])
+    if expected["runtime"] == "spinkube":
+        got = workload["spec"].get("runtimeConfig")
+        assert got == ({"loadFromSecret": secret} if secret else None), f"{name}: {got}"
+        return
+    spec = pod_spec(workload)
+    container = spec["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+    if not secret:
+        assert "WASMHOST_RUNTIME_CONFIG_FILE" not in env, name
+        assert "runtime-config" not in volumes, name
+        return
+    assert env["WASMHOST_RUNTIME_CONFIG_FILE"] == RUNTIME_CONFIG_FILE, name
+    mount = mounts["/etc/wasmhost/runtime-config"]
+    assert mount.get("readOnly") is True, name
+    assert volumes[mount["name"]]["secret"]["secretName"] == secret, name
+    state = mounts[env["WASMHOST_STATE_DIR"]]
+    assert "emptyDir" in volumes[state["name"]], name
+    assert not state.get("readOnly"), name
