@@ -394,11 +394,13 @@ def markdown(report: dict) -> list[str]:
         f"follows, {seed_size['favorites']} favorites, {seed_size['comments']} comments), then `VACUUM ANALYZE`. "
         f"Servers called directly; {peer['connections']} connections, {peer['seconds']}s per run, "
         f"{peer['rounds']} interleaved rounds (the order reversed every other round), median round shown. "
-        f"{peer['label']}: `{peer['command']}`.",
+        f"{peer['label']}: `{peer['command']}`. Peak RSS is the largest `VmHWM` of the server's processes "
+        "since it started, its seeding included; statements are the top-level ones of its database "
+        "(`pg_stat_statements`).",
         "",
         "| scenario | server | req/s (median) | req/s each round | / peer | p50 ms | p99 ms | non-2xx (all rounds) "
         "| socket errors (all rounds) "
-        "| SQL statements/req | PG exec ms/req | peak RSS MiB |",
+        "| SQL statements/req | PG exec ms/req | peak RSS MiB since start |",
         "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *throughput_rows(peer),
         "",
@@ -461,10 +463,11 @@ def chart(report: dict, path: Path, plt) -> bool:
                        [f"{scenario}\n(peer {total:.2f} ms)" for scenario, total in zip(scenarios, peer_totals)],
                        rotation=25, fontsize=8)
     axes[2].axhline(1.0, color="black", linewidth=0.8)
-    axes[0].legend(fontsize=8)
     fig.suptitle(f"Conduit on wasmhost against {peer['label']}, {peer['connections']} connections, "
                  f"{peer['rounds']} interleaved rounds ({report['name']}); failed runs drawn as 0")
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=len(keys), fontsize=9,
+               bbox_to_anchor=(0.5, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
     fig.savefig(path)
     plt.close(fig)
     return True
