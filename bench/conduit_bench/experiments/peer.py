@@ -395,12 +395,13 @@ def markdown(report: dict) -> list[str]:
         f"Servers called directly; {peer['connections']} connections, {peer['seconds']}s per run, "
         f"{peer['rounds']} interleaved rounds (the order reversed every other round), median round shown. "
         f"{peer['label']}: `{peer['command']}`. Peak RSS is the largest `VmHWM` of the server's processes "
-        "since it started, its seeding included; statements are the top-level ones of its database "
-        "(`pg_stat_statements`).",
+        "since it started, its seeding included; statements are the top-level ones of its database and their "
+        "execution time is wall time in PostgreSQL (`pg_stat_statements` `calls` and `total_exec_time`: waiting "
+        "for a core on a busy machine counts too).",
         "",
-        "| scenario | server | req/s (median) | req/s each round | / peer | p50 ms | p99 ms | non-2xx (all rounds) "
+        "| scenario | server | req/s (median) | req/s each round | req/s / peer's | p50 ms | p99 ms | non-2xx (all rounds) "
         "| socket errors (all rounds) "
-        "| SQL statements/req | PG exec ms/req | peak RSS MiB since start |",
+        "| SQL statements/req | PG exec ms/req (wall) | peak RSS MiB since start |",
         "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *throughput_rows(peer),
         "",
