@@ -29,6 +29,7 @@ use anyhow::Result;
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
+use crate::guest_memory::Holding;
 use crate::metrics::Metrics;
 use crate::runtime::{HostState, LoadedComponent, Runtime};
 
@@ -122,22 +123,29 @@ impl Instances {
 
     /// An instance of `component` for a request due by `deadline`: the most
     /// recently idle one when reuse is on and one is waiting, else a new one.
+    /// It holds the request's reservation of guest memory (`guest_memory`).
     pub async fn get(
         &self,
         runtime: &Runtime,
         component_id: &str,
         component: &LoadedComponent,
         deadline: Instant,
+        guest_memory: Holding,
     ) -> Result<Instance> {
         if self.settings.enabled()
             && let Some(mut instance) = self.take_idle(component_id)
         {
+            instance
+                .store
+                .data_mut()
+                .guest_memory()
+                .take_over(guest_memory);
             instance.store.data_mut().begin_request(deadline);
             instance.store.set_epoch_deadline(1);
             self.metrics.instance_reused();
             return Ok(instance);
         }
-        let mut store = runtime.store(component)?;
+        let mut store = runtime.store(component, guest_memory)?;
         store.data_mut().begin_request(deadline);
         let proxy = component.pre.instantiate_async(&mut store).await?;
         self.metrics.instance_created();
@@ -190,7 +198,9 @@ impl Instances {
         self.metrics.instance_dropped(reason);
     }
 
-    fn keep(&self, instance: Instance) {
+    fn keep(&self, mut instance: Instance) {
+        // An idle instance holds its memory, and no more, from the budget.
+        instance.store.data_mut().guest_memory().end_request();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         // Checked under the lock that `retire` empties the lists under, so
         // no instance is kept after they were emptied.

@@ -24,6 +24,7 @@ pub mod application;
 pub mod capability;
 pub mod compat;
 pub mod component;
+pub mod guest_memory;
 pub mod instances;
 pub mod key_value;
 pub mod manifest;

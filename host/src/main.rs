@@ -109,6 +109,15 @@ struct ServeArgs {
     /// Linear-memory cap per component instance.
     #[arg(long, env = "WASMHOST_MEMORY_LIMIT_MB", default_value = "128")]
     memory_limit_mb: usize,
+    /// Linear memory all component instances may hold together (`192MiB`,
+    /// `1GiB`, a number of MiB, or `unlimited`/`0`): requests wait for room
+    /// instead of growing the process, 503 at their deadline.
+    #[arg(
+        long,
+        env = "WASMHOST_GUEST_MEMORY_BUDGET",
+        default_value = host::guest_memory::Budget::DEFAULT
+    )]
+    guest_memory_budget: host::guest_memory::Budget,
     /// Connections per PostgreSQL pool.
     #[arg(long, env = "WASMHOST_PG_POOL_SIZE", default_value = "16")]
     pg_pool_size: usize,
@@ -255,6 +264,7 @@ async fn run(command: Command) -> Result<()> {
             let engine = runtime::engine(&runtime::RuntimeSettings {
                 max_concurrency,
                 memory_limit_bytes: memory_limit_mb << 20,
+                guest_memory_budget: host::guest_memory::Budget::Unlimited,
                 cache_dir: Some(cache_dir.clone()),
                 pool: pool_settings(1, true, 1000, 1000, Compat::Wasmhost),
                 idle_instances: 0,
@@ -346,6 +356,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let settings = runtime::RuntimeSettings {
         max_concurrency: args.max_concurrency.max(1),
         memory_limit_bytes: args.memory_limit_mb.max(1) << 20,
+        guest_memory_budget: args.guest_memory_budget,
         cache_dir: args.cache_dir.clone(),
         pool: pool_settings(
             args.pg_pool_size,
@@ -417,6 +428,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         components,
         compat = args.compat.name(),
         max_instance_reuse = reuse.max_reuse,
+        guest_memory_budget = %args.guest_memory_budget,
         route_limits = %args
             .route_limits
             .iter()

@@ -67,6 +67,8 @@ impl Drop for InFlight {
 
 pub struct Metrics {
     registry: Registry,
+    /// The guest memory budget's series ([`crate::guest_memory`]).
+    pub guest_memory: GuestMemoryMetrics,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
     in_flight: Gauge,
@@ -94,6 +96,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("wasmhost");
+        let guest_memory = GuestMemoryMetrics::register(&mut registry);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
@@ -206,6 +209,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            guest_memory,
             requests,
             durations,
             in_flight,
@@ -331,5 +335,107 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    /// `admission` (a request before its instance exists) or `growth` (an
+    /// instance growing its memory).
+    pub stage: &'static str,
+}
+
+/// The guest memory budget's series. The budget counts in the gauges' own
+/// atomics, so that the request path updates nothing twice.
+#[derive(Clone)]
+pub struct GuestMemoryMetrics {
+    budget: Gauge,
+    in_use: Gauge,
+    peak: Gauge,
+    waiting: Family<StageLabels, Gauge>,
+    wait_seconds: Family<StageLabels, Histogram>,
+    refused: Family<ReasonLabels, Counter>,
+}
+
+impl GuestMemoryMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = GuestMemoryMetrics {
+            budget: Gauge::default(),
+            in_use: Gauge::default(),
+            peak: Gauge::default(),
+            waiting: Family::default(),
+            wait_seconds: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ])
+            }),
+            refused: Family::default(),
+        };
+        // The waiting series exist from the start, so a wait is a change from 0.
+        for stage in ["admission", "growth"] {
+            drop(metrics.waiting.get_or_create(&StageLabels { stage }));
+        }
+        registry.register(
+            "guest_memory_budget_bytes",
+            "Linear memory all component instances may hold together (0: unlimited)",
+            metrics.budget.clone(),
+        );
+        registry.register(
+            "guest_memory_in_use_bytes",
+            "Linear memory held by component instances and admitted requests",
+            metrics.in_use.clone(),
+        );
+        registry.register(
+            "guest_memory_peak_bytes",
+            "The most linear memory held at once since the process started",
+            metrics.peak.clone(),
+        );
+        registry.register(
+            "guest_memory_waiting",
+            "Requests waiting for guest memory, by stage (admission, growth)",
+            metrics.waiting.clone(),
+        );
+        registry.register(
+            "guest_memory_wait_seconds",
+            "Time spent waiting for guest memory, by stage (admission, growth)",
+            metrics.wait_seconds.clone(),
+        );
+        registry.register(
+            "guest_memory_refused",
+            "Waits for guest memory that failed, by reason (admission_deadline, \
+             over_budget, exhausted, deadline)",
+            metrics.refused.clone(),
+        );
+        metrics
+    }
+
+    pub fn set_budget(&self, bytes: usize) {
+        self.budget.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Bytes held now: the counter the budget takes from and gives back to.
+    pub fn in_use(&self) -> &std::sync::atomic::AtomicI64 {
+        self.in_use.inner()
+    }
+
+    /// The most bytes held at once.
+    pub fn peak(&self) -> &std::sync::atomic::AtomicI64 {
+        self.peak.inner()
+    }
+
+    pub fn waiting(&self, stage: &'static str, delta: i64) {
+        self.waiting
+            .get_or_create(&StageLabels { stage })
+            .inc_by(delta);
+    }
+
+    pub fn waited(&self, stage: &'static str, seconds: f64) {
+        self.wait_seconds
+            .get_or_create(&StageLabels { stage })
+            .observe(seconds);
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 }

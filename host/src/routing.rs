@@ -16,6 +16,7 @@ use anyhow::{Result, anyhow};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use routefinder::{RouteSpec, Segment};
 
+use crate::guest_memory::RouteMemory;
 use crate::manifest::HttpTrigger;
 
 #[derive(Debug, Clone)]
@@ -24,6 +25,7 @@ struct Handler {
     /// The route as written in the manifest.
     raw_route: String,
     headers: Arc<RouteHeaders>,
+    memory: Arc<RouteMemory>,
 }
 
 /// The `spin-*` header names and values that depend on the route alone,
@@ -56,7 +58,7 @@ pub struct Router {
 }
 
 /// The result of routing one request path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RouteMatch {
     pub component: String,
     pub raw_route: String,
@@ -66,6 +68,8 @@ pub struct RouteMatch {
     /// `:name` parameters in route order.
     pub params: Vec<(String, String)>,
     headers: Arc<RouteHeaders>,
+    /// What the route's requests use of linear memory, as learned so far.
+    pub memory: Arc<RouteMemory>,
 }
 
 impl RouteHeaders {
@@ -119,6 +123,7 @@ impl Router {
                 component: trigger.component.clone(),
                 raw_route: trigger.route.clone(),
                 headers: Arc::new(RouteHeaders::new(&trigger.route, &spec)?),
+                memory: Arc::default(),
             };
             inner.add(spec, handler)?;
         }
@@ -148,6 +153,7 @@ impl Router {
             path_info,
             params,
             headers: handler.headers.clone(),
+            memory: handler.memory.clone(),
         })
     }
 }

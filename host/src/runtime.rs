@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
-    Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+    ResourceLimiterAsync, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -23,6 +23,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capability::{Capability, Dependency};
 use crate::component::ComponentContext;
+use crate::guest_memory::{Budget, GrowthRefused, GuestMemory, Holding};
 use crate::key_value::{KeyValue, KeyValueInstance};
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
@@ -44,6 +45,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct RuntimeSettings {
     pub max_concurrency: usize,
     pub memory_limit_bytes: usize,
+    /// The linear memory all instances may hold together
+    /// ([`crate::guest_memory`]).
+    pub guest_memory_budget: Budget,
     pub cache_dir: Option<PathBuf>,
     pub pool: PoolSettings,
     /// Instances that may be kept idle for reuse, beyond those running
@@ -58,6 +62,7 @@ pub struct RuntimeSettings {
 /// State shared by every request.
 pub struct Shared {
     pub metrics: Arc<Metrics>,
+    pub guest_memory: Arc<GuestMemory>,
     pub capabilities: Capabilities,
 }
 
@@ -182,6 +187,7 @@ impl HostState {
     /// Prepares the store for a request due by `deadline`.
     pub fn begin_request(&mut self, deadline: Instant) {
         self.deadline = deadline;
+        self.limits.deadline = deadline;
         self.set_traced(false);
     }
 
@@ -200,37 +206,71 @@ impl HostState {
     pub fn memory_bytes(&self) -> usize {
         self.limits.memory_bytes
     }
+
+    /// The instance's share of the guest memory budget.
+    pub fn guest_memory(&mut self) -> &mut Holding {
+        &mut self.limits.guest_memory
+    }
 }
 
 /// The store's resource limits, recording whether one was hit and how large
-/// linear memory grew (what decides whether an instance may be reused).
+/// linear memory grew (what decides whether an instance may be reused). A
+/// growth within the per-instance cap also needs room in the guest memory
+/// budget, and may wait for it ([`crate::guest_memory`]).
 pub struct Limits {
     inner: StoreLimits,
     hit: bool,
     memory_bytes: usize,
+    guest_memory: Holding,
+    /// The current request's deadline, the longest a growth waits.
+    deadline: Instant,
+    /// The last growth accounted, taken back if it fails after all.
+    last_growth: usize,
 }
 
-impl ResourceLimiter for Limits {
-    fn memory_growing(
+#[async_trait::async_trait]
+impl ResourceLimiterAsync for Limits {
+    async fn memory_growing(
         &mut self,
         current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum);
-        match allowed {
-            Ok(true) => self.memory_bytes = self.memory_bytes.max(desired),
-            _ => self.hit = true,
+        if !matches!(
+            self.inner.memory_growing(current, desired, maximum),
+            Ok(true)
+        ) {
+            self.hit = true;
+            return Ok(false);
         }
-        allowed
+        let growth = desired.saturating_sub(current);
+        match self.guest_memory.grow(growth, self.deadline).await {
+            Ok(()) => {
+                self.last_growth = growth;
+                self.memory_bytes = self.memory_bytes.max(desired);
+                Ok(true)
+            }
+            // As the per-instance cap does: `memory.grow` fails.
+            Err(GrowthRefused::OverBudget) => {
+                self.hit = true;
+                Ok(false)
+            }
+            // The guest traps; the request gets a 503 ([`is_memory_short`]).
+            Err(short) => {
+                self.hit = true;
+                Err(MemoryShort(short).into())
+            }
+        }
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
         self.hit = true;
+        self.guest_memory
+            .ungrow(std::mem::take(&mut self.last_growth));
         self.inner.memory_grow_failed(error)
     }
 
-    fn table_growing(
+    async fn table_growing(
         &mut self,
         current: usize,
         desired: usize,
@@ -483,6 +523,7 @@ impl Runtime {
             engine,
             linker,
             shared: Arc::new(Shared {
+                guest_memory: GuestMemory::new(settings.guest_memory_budget, &metrics),
                 metrics,
                 capabilities,
             }),
@@ -547,7 +588,13 @@ impl Runtime {
     /// once the current request's deadline ([`HostState::begin_request`])
     /// has passed and otherwise yields every tick so one busy guest cannot
     /// starve the others.
-    pub fn store(&self, component: &LoadedComponent) -> Result<Store<HostState>> {
+    /// Its linear memory is accounted in `guest_memory`, the request's
+    /// reservation from the guest memory budget.
+    pub fn store(
+        &self,
+        component: &LoadedComponent,
+        guest_memory: Holding,
+    ) -> Result<Store<HostState>> {
         let ctx = &component.context;
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stderr();
@@ -578,6 +625,9 @@ impl Runtime {
                     .build(),
                 hit: false,
                 memory_bytes: 0,
+                guest_memory,
+                deadline: Instant::now(),
+                last_growth: 0,
             },
             deadline: Instant::now(),
             variables,
@@ -588,7 +638,7 @@ impl Runtime {
             mqtt,
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter_async(|s| &mut s.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|store| {
             if Instant::now() >= store.data().deadline {
@@ -605,6 +655,19 @@ impl Runtime {
 #[derive(Debug, thiserror::Error)]
 #[error("the request exceeded its deadline")]
 pub struct DeadlineExceeded;
+
+/// The guest could not grow its memory: the guest memory budget stayed full.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MemoryShort(pub GrowthRefused);
+
+/// True if a guest error was caused by the guest memory budget being full.
+pub fn is_memory_short(error: &wasmtime::Error) -> bool {
+    error.is::<MemoryShort>()
+        || error
+            .chain()
+            .any(|e| e.downcast_ref::<MemoryShort>().is_some())
+}
 
 /// True if a guest error was caused by the deadline.
 pub fn is_deadline(error: &wasmtime::Error) -> bool {

@@ -4,7 +4,9 @@
 //!    swaps it whole; a request keeps the one it started on), and its
 //!    manifest's route for the path (404 without one);
 //! 2. **read the body**: size cap (413), deadline (408), in an upload slot;
-//! 3. **admit**: route limits and the global cap ([`crate::admission`], 503);
+//! 3. **admit**: route limits and the global cap ([`crate::admission`], 503),
+//!    then the request's reservation from the guest memory budget, waiting
+//!    for room ([`crate::guest_memory`], 503 at the deadline);
 //! 4. **get an instance**: fresh, or reused when that is enabled
 //!    ([`crate::instances`]);
 //! 5. **call** `wasi:http/incoming-handler` under the request's deadline;
@@ -39,10 +41,11 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::admission::{Admission, Admitted, RouteLimit};
 use crate::application::Application;
+use crate::guest_memory::Holding;
 use crate::instances::{Instance, Outcome};
 use crate::reload::Reloader;
 use crate::routing::RouteMatch;
-use crate::runtime::{Runtime, is_deadline};
+use crate::runtime::{Runtime, is_deadline, is_memory_short};
 use crate::telemetry;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -399,8 +402,12 @@ impl Server {
             .admit(&parts.method, parts.uri.path(), deadline)
             .await
             .map_err(refused)?;
+        let guest_memory = self
+            .reserve_memory(&matched, deadline)
+            .await
+            .map_err(refused)?;
         let instance = self
-            .instance(&application, &matched, deadline)
+            .instance(&application, &matched, deadline, guest_memory)
             .await
             .map_err(refused)?;
         let reused = instance.reused();
@@ -483,12 +490,32 @@ impl Server {
             })
     }
 
-    /// Step 4: an instance of the route's component.
+    /// Step 3, last: what the route's requests use of guest memory, reserved
+    /// from the budget, waiting for room until the deadline.
+    async fn reserve_memory(
+        &self,
+        matched: &RouteMatch,
+        deadline: Instant,
+    ) -> Result<Holding, Response<HyperOutgoingBody>> {
+        self.runtime
+            .shared
+            .guest_memory
+            .reserve(&matched.memory, deadline)
+            .await
+            .map_err(|_| {
+                self.runtime.shared.metrics.rejected("guest_memory");
+                busy("the server's memory for requests stayed full; retry shortly")
+            })
+    }
+
+    /// Step 4: an instance of the route's component, holding the request's
+    /// reservation of guest memory.
     async fn instance(
         &self,
         application: &Application,
         matched: &RouteMatch,
         deadline: Instant,
+        guest_memory: Holding,
     ) -> Result<Instance, Response<HyperOutgoingBody>> {
         let Some(component) = application.components.get(&matched.component) else {
             return Err(json_error(
@@ -499,7 +526,13 @@ impl Server {
         };
         application
             .instances
-            .get(&self.runtime, &matched.component, component, deadline)
+            .get(
+                &self.runtime,
+                &matched.component,
+                component,
+                deadline,
+                guest_memory,
+            )
             .await
             .map_err(|e| {
                 tracing::error!(error = %format!("{e:#}"), "cannot instantiate the component");
@@ -625,6 +658,11 @@ impl Server {
                     "server",
                     "the request took too long and was cancelled",
                 )
+            }
+            Err(e) if is_memory_short(&e) => {
+                self.runtime.shared.metrics.rejected("guest_memory");
+                tracing::warn!(error = %format!("{e:#}"), "component could not grow its memory");
+                busy("the server's memory for requests is exhausted; retry shortly")
             }
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "component failed");
