@@ -49,6 +49,9 @@ class Build:
     target: str
     packages: frozenset[str]
     other_flags: tuple[str, ...]
+    # `--target-dir`, when given: a build into a directory of its own (a
+    # test fixture) makes none of the files the image or the stack use.
+    target_dir: str | None = None
 
     @property
     def signature(self) -> tuple[str, str, tuple[str, ...]]:
@@ -156,6 +159,7 @@ def parse_cargo_build(
     profile, target = "dev", "host-native"
     packages: set[str] = set()
     other: list[str] = []
+    target_dir: str | None = None
     position = 0
     while position < len(words):
         word = words[position]
@@ -181,6 +185,11 @@ def parse_cargo_build(
             packages.add(word[2:])
         elif word in ("--workspace", "--all"):
             packages |= members
+        elif word == "--target-dir" and value_from_next:
+            target_dir = words[position + 1]
+            position += 1
+        elif word.startswith("--target-dir="):
+            target_dir = word.split("=", 1)[1]
         elif word in PRESENTATIONAL_FLAGS:
             pass
         elif word in PRESENTATIONAL_VALUE_FLAGS and value_from_next:
@@ -199,6 +208,7 @@ def parse_cargo_build(
         target=target,
         packages=frozenset(packages),
         other_flags=tuple(sorted(other)),
+        target_dir=target_dir,
     )
 
 
@@ -401,6 +411,8 @@ def run(root: Path, dockerfile: Path) -> Results:
         builds, source_problems = cargo_builds(origin, text, members, defaults, variables)
         problems += source_problems
         for build in builds:
+            if build.target_dir not in (None, "target"):
+                continue
             for package in build.packages & set(docker_by_package):
                 built_elsewhere.setdefault(package, []).append(build)
                 docker_build = docker_by_package[package]
