@@ -457,6 +457,12 @@ async fn release_under_load(stack: &mut Stack, next_manifest: &Path) -> Result<(
         seen.answers
     );
     ensure!(
+        answered(Phase::Rolling, Version::Current) > 0
+            && answered(Phase::Rolling, Version::Next) > 0,
+        "N and N+1 did not both answer during the roll: {:?}",
+        seen.answers
+    );
+    ensure!(
         seen.written
             .iter()
             .any(|w| w.by == Version::Current && w.comment_id.is_some()),
