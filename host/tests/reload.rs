@@ -23,7 +23,7 @@ const TWO: &str = "2.0.0";
 
 /// The release serving after `reloads` reloads: one, then two, one, ...
 fn release_after(reloads: usize) -> &'static str {
-    if reloads % 2 == 0 { ONE } else { TWO }
+    if reloads.is_multiple_of(2) { ONE } else { TWO }
 }
 
 fn component(release: &str) -> PathBuf {
@@ -326,7 +326,7 @@ async fn five_reloads_during_2000_requests_fail_none_and_each_serves_every_later
     polling.store(false, Ordering::SeqCst);
     let (asked, unready) = readiness.await.expect("readiness poller");
 
-    let observed = observed.lock().unwrap();
+    let observed = std::mem::take(&mut *observed.lock().unwrap());
     assert_eq!(observed.len(), REQUESTS);
     let failed: Vec<_> = observed
         .iter()
