@@ -36,6 +36,7 @@ import resource
 import secrets
 import shlex
 import subprocess
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -47,7 +48,7 @@ from ..formatting import fmt, ratio, rounds_rps, split_list
 from ..load import run_wrk
 from ..measure import median_run
 from ..private_postgres import PrivatePostgres, remove, start_private_postgres
-from ..processes import Processes, free_port, start_replica_like, start_wasmhost, wait_ready
+from ..processes import Processes, free_port, http_get, start_replica_like, start_wasmhost
 from ..procfs import TICK_MS, memory_kib, process_tree, ticks_spent, tree_ticks
 from ..seeding import SeedSize, seed
 from .base import Context, Experiment
@@ -184,12 +185,21 @@ def start_peer(settings: Settings, procs: Processes, cluster: PrivatePostgres, w
         # Its own working directory: no .env file of someone else's is read.
         child = procs.start(command, env=env, cwd=work_dir, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(f"{url}/api/tags", timeout=settings.ready_timeout)
-    except RuntimeError as error:
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"{settings.label} did not start ({error}); its output:\n{tail}") from error
+    deadline = time.monotonic() + settings.ready_timeout
+    while not answers(f"{url}/api/tags"):
+        if child.poll() is not None or time.monotonic() > deadline:
+            state = f"exited with {child.returncode}" if child.poll() is not None else "not ready in time"
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{settings.label} did not start ({state}); its output:\n{tail}")
+        time.sleep(0.2)
     return child, url
+
+
+def answers(url: str) -> bool:
+    try:
+        return http_get(url)[0] == 200
+    except OSError:
+        return False
 
 
 def prepare_side(settings: Settings, cluster: PrivatePostgres, key: str, label: str,
