@@ -1,5 +1,5 @@
 //! The guest memory budget: one bound on the linear memory of all component
-//! instances in the process together (`--guest-memory-budget`, 192 MiB by
+//! instances in the process together (`--guest-memory-budget`, 160 MiB by
 //! default), so that a flood of memory-hungry requests costs latency, never
 //! the process's memory.
 //!
@@ -16,16 +16,19 @@
 //! when they use less ([`RouteMemory`]). Before its instance exists, a
 //! request reserves that much ([`GuestMemory::reserve`]); while the budget
 //! has no room it waits, in arrival order, until its deadline (then 503).
+//! While nothing is learned about a route, its first request runs alone
+//! (the others wait for it up to a second), and shows what they need.
 //! Growth within the reservation asks nothing of anyone. Growth beyond it
-//! (a route's first requests, or one that uses more than its route did) is
+//! (a route's first request, or one that uses more than its route did) is
 //! taken from what is free; when nothing is, the instance waits for memory
 //! to come back, ahead of every request still waiting to be admitted.
 //!
 //! **Why this cannot deadlock.** Deadlock needs instances that hold memory
 //! and wait for more, each for memory the others hold.
 //!
-//! - A request waiting to be admitted holds no memory (it has no instance
-//!   yet), so nothing anyone waits for is held by it.
+//! - A request waiting to be admitted (or for a route's first request to
+//!   end) holds no memory (it has no instance yet), so nothing anyone waits
+//!   for is held by it.
 //! - While an instance waits to grow, no request is admitted: everything
 //!   given back goes to the instances that wait, never to newcomers.
 //! - An instance waits to grow only while some holder of memory does not
@@ -38,12 +41,14 @@
 //! A growth that cannot fit even in the whole budget is refused at once,
 //! as the per-instance cap refuses one: the guest's `memory.grow` fails.
 //!
-//! **The default, 192 MiB**, is one and a half times the per-instance cap
-//! (`--memory-limit-mb`, 128), so that one instance can always reach its
-//! cap, and holds about nine argon2 password hashes (19 MiB each) at once,
-//! four times what two cores hash at full speed: a login flood waits for
-//! its turn instead of multiplying memory. Added to what the host itself
-//! uses (code, pools, buffers), a replica stays within a 256 MiB container.
+//! **The default, 160 MiB**, is sized for a replica in a 256 MiB container:
+//! the host itself uses about 50 MiB (code, pools, buffers), and each pool
+//! slot an instance used keeps up to 4 MiB resident for the next one
+//! (`linear_memory_keep_resident` in [`crate::runtime`]), which the budget
+//! does not count. It is above the per-instance cap (128 MiB), so one
+//! instance can always reach its cap, and it holds seven argon2 password
+//! hashes (19 MiB each) at once, three times what two cores hash at full
+//! speed: a login flood waits for its turn instead of multiplying memory.
 //!
 //! The request path pays two atomic operations when memory is not short
 //! (reserve on admission, give back with the store), and nothing per
@@ -53,16 +58,16 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::{GuestMemoryMetrics, Metrics};
 
 /// A WebAssembly page: the unit memory is counted in.
 pub const PAGE: usize = 64 << 10;
 
-/// `--guest-memory-budget`: a size (`192MiB`, `1GiB`, `512M`, or a number
+/// `--guest-memory-budget`: a size (`160MiB`, `1GiB`, `512M`, or a number
 /// of MiB), or `unlimited` (also `0`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Budget {
@@ -71,7 +76,7 @@ pub enum Budget {
 }
 
 impl Budget {
-    pub const DEFAULT: &'static str = "192MiB";
+    pub const DEFAULT: &'static str = "160MiB";
 
     pub fn bytes(self) -> Option<usize> {
         match self {
@@ -132,12 +137,27 @@ impl FromStr for Budget {
     }
 }
 
+/// How long the requests of a route nothing was learned about wait for its
+/// first request to end (see [`GuestMemory::reserve`]).
+const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(1);
+
 /// What the requests of one route use, learned as they end; see the module
 /// documentation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RouteMemory {
     /// Bytes; 0 until a request of the route has ended.
     expected: AtomicUsize,
+    /// Held by the request that runs first while nothing is learned.
+    first: Arc<Semaphore>,
+}
+
+impl Default for RouteMemory {
+    fn default() -> Self {
+        RouteMemory {
+            expected: AtomicUsize::new(0),
+            first: Arc::new(Semaphore::new(1)),
+        }
+    }
 }
 
 impl RouteMemory {
@@ -350,6 +370,7 @@ impl GuestMemory {
             route: route.clone(),
             held: bytes,
             used: 0,
+            first: None,
         })
     }
 
@@ -373,7 +394,39 @@ impl GuestMemory {
 
     /// A request's reservation, waiting in arrival order (behind every
     /// instance waiting to grow) until the budget has room or `deadline`.
+    ///
+    /// While nothing is learned about a route (a fresh process), its
+    /// requests run one at a time until the first ends, or for at most a
+    /// second: a flood meeting a fresh process would otherwise create an
+    /// instance for every request before any could show what it needs, and
+    /// each of those would wait to grow, holding a pool slot.
     pub async fn reserve(
+        self: &Arc<Self>,
+        route: &Arc<RouteMemory>,
+        deadline: Instant,
+    ) -> Result<Holding, AdmissionDeadline> {
+        let first = Self::first_request(route, deadline).await;
+        let mut holding = self.reserve_learned(route, deadline).await?;
+        holding.first = first;
+        Ok(holding)
+    }
+
+    /// The turn of the first request of a route nothing was learned about;
+    /// `None` once something is, or after the wait.
+    async fn first_request(route: &RouteMemory, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+        if route.expected() != 0 {
+            return None;
+        }
+        let until = deadline.min(Instant::now() + FIRST_REQUEST_WAIT);
+        let turn = tokio::time::timeout_at(until.into(), route.first.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        // Learned while it waited: it reserves what was learned.
+        (route.expected() == 0).then_some(turn)
+    }
+
+    async fn reserve_learned(
         self: &Arc<Self>,
         route: &Arc<RouteMemory>,
         deadline: Instant,
@@ -454,6 +507,8 @@ pub struct Holding {
     held: usize,
     /// Bytes of linear memory the instance has.
     used: usize,
+    /// The first request of its route runs alone until it ends.
+    first: Option<OwnedSemaphorePermit>,
 }
 
 impl Holding {
@@ -493,6 +548,7 @@ impl Holding {
     /// memory goes back to the budget.
     pub fn end_request(&mut self) {
         self.route.observe(self.used);
+        self.first = None;
         let unused = self.held - self.used.min(self.held);
         self.held -= unused;
         self.budget.give_back(unused);
@@ -505,6 +561,7 @@ impl Holding {
         let total = self.held + reservation.held;
         self.held = self.used.max(reservation.held);
         self.route = reservation.route.clone();
+        self.first = reservation.first.take();
         // The reservation's bytes are this holding's now: dropping it gives
         // nothing back.
         reservation.held = 0;
@@ -515,6 +572,8 @@ impl Holding {
 
 impl Drop for Holding {
     fn drop(&mut self) {
+        // Learned before the route's next requests may go on (`first` is
+        // dropped after this).
         if self.used > 0 {
             self.route.observe(self.used);
         }
@@ -678,6 +737,24 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(running);
         assert!(waiting.await.unwrap(), "admitted once memory came back");
+    }
+
+    #[tokio::test]
+    async fn the_first_request_of_a_route_runs_alone_and_the_next_reserve_what_it_used() {
+        let budget = budget(64);
+        let route = Arc::new(RouteMemory::default());
+        let mut first = budget.reserve(&route, soon()).await.unwrap();
+        let next = tokio::spawn({
+            let (budget, route) = (budget.clone(), route.clone());
+            async move { budget.reserve(&route, soon()).await.unwrap() }
+        });
+        first.grow(6 * MIB, soon()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!next.is_finished(), "the next waits for the first to end");
+        drop(first);
+        let next = next.await.unwrap();
+        assert_eq!(next.held, 6 * MIB, "it reserved what the first used");
+        assert!(next.first.is_none());
     }
 
     #[tokio::test]

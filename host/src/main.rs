@@ -109,7 +109,7 @@ struct ServeArgs {
     /// Linear-memory cap per component instance.
     #[arg(long, env = "WASMHOST_MEMORY_LIMIT_MB", default_value = "128")]
     memory_limit_mb: usize,
-    /// Linear memory all component instances may hold together (`192MiB`,
+    /// Linear memory all component instances may hold together (`160MiB`,
     /// `1GiB`, a number of MiB, or `unlimited`/`0`): requests wait for room
     /// instead of growing the process, 503 at their deadline.
     #[arg(

@@ -92,8 +92,8 @@ async fn a_burst_needing_four_times_the_budget_waits_for_it_and_no_request_fails
     );
 
     // 20 requests of 10 MiB and more each, at once: the first burst meets
-    // a route nothing was learned about (its instances wait to grow), the
-    // second one whose need is known (its requests wait to be admitted).
+    // a route nothing was learned about (its first request runs alone and
+    // shows what the others need), the second one whose need is known.
     for round in ["unknown route", "learned route"] {
         let answers = burst(&host, 20, 10, 150).await;
         for (status, body) in &answers {
