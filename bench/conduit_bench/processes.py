@@ -191,12 +191,15 @@ def start_hello_wasmhost(procs: Processes, wasmhost: Path, work_dir: Path, reuse
 
 
 def start_replica_like(procs: Processes, like: Replica, name: str, wasmhost: Path, manifest: Path,
-                       extra_env: dict[str, str] | None = None):
+                       extra_env: dict[str, str] | None = None, without: tuple[str, ...] = ()):
     """A replica beside the stack: the same command line shape and
     environment as the stack's replica `like` (read from /proc), on the same
-    database, with the given wasmhost, manifest and extra environment."""
+    database, with the given wasmhost, manifest and extra environment, and
+    without the variables named in `without`."""
     environ = Path(f"/proc/{like.pid}/environ").read_bytes().split(b"\0")
     env = dict(entry.decode().split("=", 1) for entry in environ if b"=" in entry)
+    for variable in without:
+        env.pop(variable, None)
     env.update(extra_env or {})
     return start_wasmhost(procs, name, wasmhost, manifest, env=env, cwd=ROOT, ready_timeout=300.0)
 

@@ -2,7 +2,8 @@
 order too. Adding one means adding its module here (see base.Experiment and
 bench/README.md)."""
 
-from . import baselines, counts, host, key_value, peer, previous_build, profiles, reuse, scenarios, tls, tracing
+from . import (baselines, counts, host, key_value, login_flood, peer, previous_build, profiles, reuse, scenarios,
+               tls, tracing)
 from .base import Context, Experiment
 
 EXPERIMENTS: list[Experiment] = [
@@ -13,6 +14,7 @@ EXPERIMENTS: list[Experiment] = [
     counts.EXPERIMENT,
     tracing.EXPERIMENT,
     peer.EXPERIMENT,
+    login_flood.EXPERIMENT,
     scenarios.EXPERIMENT,
     baselines.EXPERIMENT,
     profiles.EXPERIMENT,
