@@ -401,10 +401,15 @@ fn cache_path(engine: &Engine, cache_dir: &Path, wasm: &[u8]) -> PathBuf {
 pub fn load_component(engine: &Engine, path: &Path, cache_dir: Option<&Path>) -> Result<Component> {
     let wasm =
         std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
-    let Some(dir) = cache_dir else {
-        return Component::new(engine, &wasm)
+    let compile = |wasm: &[u8]| {
+        let component = componentize(wasm)
+            .with_context(|| format!("cannot make a component of the module {}", path.display()))?;
+        Component::new(engine, &component)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("cannot compile component {}", path.display()));
+            .with_context(|| format!("cannot compile component {}", path.display()))
+    };
+    let Some(dir) = cache_dir else {
+        return compile(&wasm);
     };
     let cached = cache_path(engine, dir, &wasm);
     if cached.exists() {
@@ -418,13 +423,33 @@ pub fn load_component(engine: &Engine, path: &Path, cache_dir: Option<&Path>) ->
             }
         }
     }
-    let component = Component::new(engine, &wasm)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("cannot compile component {}", path.display()))?;
+    let component = compile(&wasm)?;
     if let Err(e) = write_cache(&component, &cached) {
         tracing::warn!(path = %cached.display(), error = %e, "could not cache the compiled component");
     }
     Ok(component)
+}
+
+/// A component as it is; a core module made a component, as Spin makes
+/// one when it loads it: the module's embedded component type (what
+/// `wit-bindgen` puts in it) gives its imports and exports, and WASI
+/// preview 1 imports (a module built for wasm32-wasip1) go through
+/// wasmtime's preview 1 adapter.
+pub fn componentize(wasm: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
+    const CORE_MODULE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+    if !wasm.starts_with(&CORE_MODULE) {
+        return Ok(wasm.into());
+    }
+    let component = wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(wasm)
+        .context("a core module must carry its component type (as wit-bindgen and the Spin SDKs embed it)")?
+        .adapter(
+            "wasi_snapshot_preview1",
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )?
+        .encode()?;
+    Ok(component.into())
 }
 
 fn write_cache(component: &Component, path: &Path) -> Result<()> {

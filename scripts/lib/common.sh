@@ -52,18 +52,22 @@ missing_packages() {
     echo "${missing[@]}"
 }
 
+# cargo, and the wasm targets named (wasm32-wasip2 when none is).
 ensure_rust() {
     if ! command -v cargo >/dev/null 2>&1; then
         say "cargo is missing; install Rust (https://rustup.rs), then try again"
         return 1
     fi
-    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
-        say "adding the wasm32-wasip2 target"
-        if ! rustup target add wasm32-wasip2; then
-            say "cannot add the target; run: rustup target add wasm32-wasip2"
-            return 1
+    local target
+    for target in "${@:-wasm32-wasip2}"; do
+        if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+            say "adding the $target target"
+            if ! rustup target add "$target"; then
+                say "cannot add the target; run: rustup target add $target"
+                return 1
+            fi
         fi
-    fi
+    done
 }
 
 # Swagger UI's files, pinned by components/docs/package-lock.json, are
