@@ -443,9 +443,11 @@ async fn a_broken_release_is_refused_under_load_and_the_serving_one_serves_on() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_running_during_a_reload_finishes_on_the_release_it_started_on() {
+    // Precompiled, the reload takes milliseconds: far less than the request.
+    precompile();
     let host = start_release(ONE, &[]).await;
     let slow = {
-        let url = format!("{}/?sleep_ms=2000", host.base);
+        let url = format!("{}/?sleep_ms=3000", host.base);
         tokio::spawn(async move { answer(&client(), &url).await })
     };
     assert_eq!(
