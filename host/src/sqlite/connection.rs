@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::Database;
+use super::database::Database;
 
 pub struct Connection {
     pub(super) database: Arc<Database>,
