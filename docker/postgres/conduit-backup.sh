@@ -50,6 +50,31 @@ list() {
     find "$backup_dir" -maxdepth 1 -name 'conduit-*.dump' -printf '%f %s bytes\n' | sort -r
 }
 
+# SQL that revokes every default privilege the connected role gives other
+# roles (the dump's own default privileges are restored after its tables).
+clear_default_privileges() {
+    cat <<'SQL'
+DO $$
+DECLARE
+    d record;
+BEGIN
+    FOR d IN
+        SELECT a.defaclnamespace, a.defaclobjtype, e.grantee
+        FROM pg_default_acl a, aclexplode(a.defaclacl) e
+        WHERE a.defaclrole = current_user::regrole AND e.grantee <> a.defaclrole
+    LOOP
+        EXECUTE format('ALTER DEFAULT PRIVILEGES %s REVOKE ALL ON %s FROM %s',
+            CASE WHEN d.defaclnamespace = 0 THEN ''
+                 ELSE format('IN SCHEMA %I', d.defaclnamespace::regnamespace) END,
+            CASE d.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES'
+                 WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END,
+            CASE WHEN d.grantee = 0 THEN 'PUBLIC' ELSE d.grantee::regrole::text END);
+    END LOOP;
+END
+$$;
+SQL
+}
+
 restore() {
     local force=false name=""
     while (($#)); do
@@ -84,8 +109,19 @@ restore() {
         clean=(--clean --if-exists)
         say "--force: replacing the $tables tables of ${PGDATABASE:-conduit}"
     fi
-    # One transaction: a failed restore changes nothing.
-    pg_restore --exit-on-error --single-transaction --no-owner "${clean[@]}" --dbname="${PGDATABASE:-conduit}" "$backup_dir/$name"
+    # One transaction: a failed restore changes nothing. The role's default
+    # privileges go first and come back from the dump at its end, so every
+    # table the dump creates gets exactly the grants the dump lists, not
+    # those a server initialised for the application gives new tables (a
+    # table whose grants were narrowed, as schema_migrations', would widen).
+    # The archive becomes SQL in the backup directory first (/tmp is small),
+    # so a damaged one is refused before anything runs.
+    restore_script="$backup_dir/.restore-$$.sql"
+    trap 'rm -f "${restore_script:-}"' EXIT
+    pg_restore --exit-on-error --no-owner "${clean[@]}" --file="$restore_script" "$backup_dir/$name"
+    psql -X -q -v ON_ERROR_STOP=1 --single-transaction --output=/dev/null \
+        -c "$(clear_default_privileges)" -f "$restore_script"
+    rm -f "$restore_script"
     # pg_restore brings rows, not the planner's statistics (only the
     # restored tables: the system catalogs are the superuser's to analyze).
     psql -X -q -v ON_ERROR_STOP=1 <<<"SELECT format('ANALYZE public.%I', tablename) FROM pg_tables WHERE schemaname = 'public' \gexec"
