@@ -31,31 +31,15 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 fn check_prerequisites() -> Result<()> {
     let root = project_root();
-    let wasmhost = devstack::stack::wasmhost_program(&root);
-    ensure!(
-        wasmhost.is_file(),
-        "{} is missing: cargo build --release -p host",
-        wasmhost.display()
-    );
-    let manifest = StackConfig::new(
+    let config = StackConfig::new(
         &root,
         &root,
         Database::Private {
             data_dir: root.clone(),
             port: 0,
         },
-    )?
-    .manifest;
-    let manifest_dir = manifest.parent().context("manifest path")?;
-    for component in ["conduit", "docs"] {
-        let path = manifest_dir.join(format!("target/wasm32-wasip2/release/{component}.wasm"));
-        ensure!(
-            path.is_file(),
-            "{} is missing: cargo build --release --target wasm32-wasip2 -p conduit -p docs",
-            path.display()
-        );
-    }
-    Ok(())
+    )?;
+    support::check_stack_built(&config)
 }
 
 fn stack_config(dir: &Path) -> Result<StackConfig> {

@@ -292,20 +292,7 @@ fn release_dir() -> PathBuf {
 }
 
 fn check_prerequisites(config: &StackConfig, next_manifest: &Path) -> Result<()> {
-    ensure!(
-        config.wasmhost.is_file(),
-        "{} is missing: cargo build --release -p host",
-        config.wasmhost.display()
-    );
-    let manifest_dir = config.manifest.parent().context("manifest path")?;
-    for component in ["conduit", "docs"] {
-        let path = manifest_dir.join(format!("target/wasm32-wasip2/release/{component}.wasm"));
-        ensure!(
-            path.is_file(),
-            "{} is missing: cargo build --release --target wasm32-wasip2 -p conduit -p docs",
-            path.display()
-        );
-    }
+    support::check_stack_built(config)?;
     let next = next_manifest
         .parent()
         .context("manifest path")?

@@ -12,7 +12,28 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use devstack::stack::StackConfig;
 use serde_json::{Value, json};
+
+/// What a local stack of `config` runs is built: wasmhost, and the
+/// components beside its manifest.
+pub fn check_stack_built(config: &StackConfig) -> Result<()> {
+    ensure!(
+        config.wasmhost.is_file(),
+        "{} is missing: cargo build --release -p host",
+        config.wasmhost.display()
+    );
+    let manifest_dir = config.manifest.parent().context("manifest path")?;
+    for component in ["conduit", "docs"] {
+        let path = manifest_dir.join(format!("target/wasm32-wasip2/release/{component}.wasm"));
+        ensure!(
+            path.is_file(),
+            "{} is missing: cargo build --release --target wasm32-wasip2 -p conduit -p docs",
+            path.display()
+        );
+    }
+    Ok(())
+}
 
 /// A Conduit client through nginx.
 #[derive(Clone)]
