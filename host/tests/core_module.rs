@@ -8,10 +8,9 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use support::{
-    HostConfig, ScratchDb, fixture_manifest, fixture_wasm, start, start_expecting_failure,
+    HostConfig, ScratchDb, fixture_manifest, fixture_wasm, start, start_expecting_failure, text,
     workspace_root,
 };
 
@@ -37,22 +36,6 @@ fn config(db: &ScratchDb, wasm: &Path) -> HostConfig {
         .env("SPIN_VARIABLE_DB_URL", &db.url("disable"))
         .env("SPIN_VARIABLE_DB_HOST", &host)
         .env("SPIN_VARIABLE_DB_PORT", &port.to_string())
-}
-
-async fn call(base: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let response = client
-        .request(method, format!("{base}{path}"))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
 }
 
 #[tokio::test]
@@ -88,8 +71,8 @@ async fn a_core_module_is_made_a_component_and_answers_as_the_component_does() {
         ("GET", "/no/such/route", ""),
     ];
     for (method, path, body) in requests {
-        let module_answer = call(&from_module.base, method, path, body).await;
-        let component_answer = call(&from_component.base, method, path, body).await;
+        let module_answer = text(method, format!("{}{path}", from_module.base), body).await;
+        let component_answer = text(method, format!("{}{path}", from_component.base), body).await;
         assert_eq!(module_answer, component_answer, "{method} {path}");
         assert!(module_answer.0 < 500, "{method} {path}: {module_answer:?}");
     }

@@ -10,31 +10,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::redis_server::RedisServer;
-use support::{HostConfig, ScratchDb, fixture_manifest, start, start_expecting_failure};
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client")
-}
-
-async fn call(method: &str, url: String, body: Vec<u8>) -> (u16, Vec<u8>) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let response = http()
-        .request(method, url)
-        .body(body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.bytes().await.unwrap_or_default().to_vec())
-}
-
-async fn text(method: &str, url: String, body: &str) -> (u16, String) {
-    let (status, bytes) = call(method, url, body.as_bytes().to_vec()).await;
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
+use support::{
+    HostConfig, ScratchDb, call, fixture_manifest, start, start_expecting_failure, text,
+};
 
 /// A host of the fixture app on `db`, with extra arguments.
 async fn app(db: &ScratchDb, args: &[&str], replacements: &[(&str, &str)]) -> support::Host {

@@ -367,3 +367,30 @@ pub fn start_expecting_failure(config: HostConfig) -> Result<String> {
         String::from_utf8_lossy(&output.stderr)
     ))
 }
+
+/// A client for the test hosts: a request that takes longer fails.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// `method url` with `body`: the status and the body that came back.
+pub async fn call(method: &str, url: String, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let response = http()
+        .request(method, url)
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap_or_default().to_vec())
+}
+
+/// [`call`] with text bodies.
+pub async fn text(method: &str, url: String, body: &str) -> (u16, String) {
+    let (status, bytes) = call(method, url, body.as_bytes().to_vec()).await;
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
