@@ -1,13 +1,14 @@
 //! What the stack tests share, whether the stack under test is the local one
-//! (`fault_tolerance.rs`, `release.rs`) or the compose project (`compose.rs`):
-//! a Conduit client over verified HTTPS through nginx, the 2,000 GETs during
-//! which something is killed, and the stream of writes kept while the
-//! database restarts; a release rolled out under load and its checks
-//! (`release`).
+//! (`fault_tolerance.rs`, `release.rs`) or the compose project (`compose.rs`,
+//! `compose_release.rs`): a Conduit client over verified HTTPS through nginx,
+//! the 2,000 GETs during which something is killed, and the stream of writes
+//! kept while the database restarts; the compose project and how to drive it
+//! (`compose`); a release rolled out under load and its checks (`release`).
 
 // Each test binary compiles this module and uses most of it, not all.
 #![allow(dead_code)]
 
+pub mod compose;
 pub mod release;
 
 use std::sync::Arc;
