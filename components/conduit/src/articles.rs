@@ -18,15 +18,14 @@ use crate::auth::caller::{ANONYMOUS_ID, AuthUser, existing_viewer};
 use crate::db;
 use crate::error::{Error, ErrorBody};
 use crate::models::{
-    Article, MultipleArticlesResponse, NewArticleRequest, SingleArticleResponse,
-    UpdateArticleRequest,
+    MultipleArticlesResponse, NewArticleRequest, SingleArticleResponse, UpdateArticleRequest,
 };
 use crate::release;
 use crate::validate::{
     MAX_ARTICLE_BODY_CHARS, MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS, Validator, distinct_tags,
 };
 use crate::web::{
-    Page, PathParams, json, json_body, json_text, no_content, query_pairs, query_value,
+    Page, PathParams, json_body, json_text, json_text_under, no_content, query_pairs, query_value,
 };
 
 /// Longest slug prefix taken from a title, in bytes (the prefix is ASCII).
@@ -64,6 +63,9 @@ pub struct ArticleSources {
     pub favorited: &'static str,
     /// SQL bigint: how many users favorited the article.
     pub favorites_count: &'static str,
+    /// SQL boolean: whether the viewer `$1` follows the author `u`; `None`
+    /// looks it up in `follows`.
+    pub following: Option<&'static str>,
 }
 
 /// The stored tags and favorites of article `a`: what every read renders.
@@ -72,6 +74,14 @@ pub const STORED: ArticleSources = ArticleSources {
     favorited: "EXISTS (SELECT 1 FROM favorites fv \
                 WHERE fv.article_id = a.id AND fv.user_id = $1::bigint)",
     favorites_count: "(SELECT count(*) FROM favorites fv WHERE fv.article_id = a.id)",
+    following: None,
+};
+
+/// The stored articles of the feed: every author on its page is one the
+/// viewer follows, in the statement's own snapshot.
+const FEED: ArticleSources = ArticleSources {
+    following: Some("true"),
+    ..STORED
 };
 
 /// SQL rendering article `a` (author `u`) as JSON for the viewer whose id is
@@ -91,7 +101,10 @@ pub fn article_json(include_body: bool, sources: &ArticleSources) -> String {
         favorites_count = sources.favorites_count,
         created = db::iso8601("a.created_at"),
         updated = db::iso8601("a.updated_at"),
-        author = db::profile_json("u", "$1::bigint"),
+        author = match sources.following {
+            Some(following) => db::profile_json_following("u", following),
+            None => db::profile_json("u", "$1::bigint"),
+        },
     )
 }
 
@@ -247,7 +260,14 @@ pub fn article_list_query(
                                    FROM page a JOIN users u ON u.id = a.author_id), '[]'::json), \
              'articlesCount', ({count_sql}))::text END",
         anonymous = ANONYMOUS_ID,
-        article = article_json(false, &STORED),
+        article = article_json(
+            false,
+            if filter.followed_by.is_some() {
+                &FEED
+            } else {
+                &STORED
+            }
+        ),
     );
     (sql, params)
 }
@@ -283,7 +303,8 @@ fn list_page_and_count(applied: &[(NameFilter, usize)]) -> (String, String) {
 
 /// The page and the count of the feed of the follower `$n`: per followed
 /// author, the newest `limit + offset` of their articles
-/// (articles_author_created_idx, in order), merged; and the count as the sum
+/// (articles_author_created_idx, in order, ids and times only), merged, and
+/// the page's articles read by id; and the count as the sum
 /// of the followed authors' kept counts (per-author index counts when other
 /// filters narrow the feed). Both read only the followed authors' entries,
 /// never the whole table.
@@ -303,13 +324,19 @@ fn feed_page_and_count(applied: &[(NameFilter, usize)], n: usize) -> (String, St
              WHERE f.follower_id = ${n}::bigint"
         )
     };
+    // The candidates are only ids and times, read from the index alone;
+    // the page's few rows are then read by id, instead of every candidate's
+    // columns being fetched and sorted.
     let page_sql = format!(
-        "SELECT {PAGE_COLUMNS} FROM follows f CROSS JOIN LATERAL \
-           (SELECT {PAGE_COLUMNS} FROM articles a \
-            WHERE a.author_id = f.followee_id{also} \
-            {NEWEST_FIRST} LIMIT $2::bigint + $3::bigint) a \
-         WHERE f.follower_id = ${n}::bigint \
-         {NEWEST_FIRST} LIMIT $2::bigint OFFSET $3::bigint"
+        "SELECT {PAGE_COLUMNS} FROM \
+           (SELECT newest.id FROM follows f CROSS JOIN LATERAL \
+              (SELECT a.id, a.created_at FROM articles a \
+               WHERE a.author_id = f.followee_id{also} \
+               {NEWEST_FIRST} LIMIT $2::bigint + $3::bigint) newest \
+            WHERE f.follower_id = ${n}::bigint \
+            ORDER BY newest.created_at DESC, newest.id DESC \
+            LIMIT $2::bigint OFFSET $3::bigint) page_ids \
+         JOIN articles a ON a.id = page_ids.id"
     );
     (page_sql, count_sql)
 }
@@ -348,8 +375,8 @@ fn article_response(
         &[viewer.into(), slug.to_owned().into()],
     )?;
     let row = db::first_row(&rows).ok_or(Error::NotFound("article"))?;
-    let article: Article = db::json_column(row, 0)?;
-    release::with_article_revision(json(status, &SingleArticleResponse { article })?, row, 1)
+    let article: String = db::column(row, 0)?;
+    release::with_article_revision(json_text_under(status, "article", &article)?, row, 1)
 }
 
 #[utoipa::path(
@@ -470,6 +497,8 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
         tags: "linked l JOIN named_tags t ON t.id = l.tag_id",
         favorited: "false",
         favorites_count: "0",
+        // Nobody follows themselves (follows_not_self).
+        following: Some("false"),
     };
     let rows = db::query(
         &db,
@@ -506,8 +535,8 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     )?;
     let row =
         db::first_row(&rows).ok_or_else(|| Error::Internal("insert returned no article".into()))?;
-    let article: Article = db::json_column(row, 0)?;
-    release::with_article_revision(json(201, &SingleArticleResponse { article })?, row, 1)
+    let article: String = db::column(row, 0)?;
+    release::with_article_revision(json_text_under(201, "article", &article)?, row, 1)
 }
 
 #[utoipa::path(

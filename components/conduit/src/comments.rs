@@ -6,9 +6,9 @@ use spin_sdk::http::{Request, Response};
 use crate::auth::caller::{AuthUser, existing_viewer};
 use crate::db;
 use crate::error::{Error, ErrorBody};
-use crate::models::{Comment, MultipleCommentsResponse, NewCommentRequest, SingleCommentResponse};
+use crate::models::{MultipleCommentsResponse, NewCommentRequest, SingleCommentResponse};
 use crate::validate::{MAX_COMMENT_BODY_CHARS, Validator};
-use crate::web::{PathParams, json, json_body, json_text, no_content};
+use crate::web::{PathParams, json_body, json_text, json_text_under, no_content};
 
 /// SQL rendering comment `c` (author `u`) for the viewer `$1`.
 fn comment_json() -> String {
@@ -97,8 +97,8 @@ pub fn create(req: &Request, params: &PathParams) -> Result<Response, Error> {
         ],
     )?;
     let row = db::first_row(&rows).ok_or(Error::NotFound("article"))?;
-    let comment: Comment = db::json_column(row, 0)?;
-    json(200, &SingleCommentResponse { comment })
+    let comment: String = db::column(row, 0)?;
+    json_text_under(200, "comment", &comment)
 }
 
 #[utoipa::path(

@@ -3,11 +3,12 @@
 //! Every statement is parameterized (`$n` placeholders with explicit casts such
 //! as `$1::text`, so the server never has to guess a parameter's type), and
 //! rows that carry structured data come back as one JSON text column built by
-//! PostgreSQL, which `serde` turns into the API's types. That keeps every
-//! endpoint to one or two round trips and relies only on the text, bigint and
-//! boolean value types every Spin PostgreSQL host supports.
+//! PostgreSQL in the shape of the API's models, which the response carries
+//! as it came (parsing and serializing it again in the component was a large
+//! share of a one-article read's work). That keeps every endpoint to one or
+//! two round trips and relies only on the text, bigint and boolean value
+//! types every Spin PostgreSQL host supports.
 
-use serde::de::DeserializeOwned;
 use spin_sdk::pg4::{Connection, DbValue, Decode, ParameterValue, RowSet};
 
 use crate::error::Error;
@@ -37,12 +38,6 @@ pub fn first_row(rows: &RowSet) -> Option<&[DbValue]> {
     rows.rows.first().map(Vec::as_slice)
 }
 
-/// Parses a JSON text column into `T`.
-pub fn json_column<T: DeserializeOwned>(row: &[DbValue], index: usize) -> Result<T, Error> {
-    let text: String = column(row, index)?;
-    Ok(serde_json::from_str(&text)?)
-}
-
 /// SQL rendering a timestamptz as ISO-8601 UTC with milliseconds and `Z`,
 /// e.g. `2016-02-18T03:22:56.637Z`, as the spec's clients expect.
 pub fn iso8601(column: &str) -> String {
@@ -52,13 +47,24 @@ pub fn iso8601(column: &str) -> String {
 /// SQL for a profile JSON object of user alias `user_alias` as seen by the
 /// viewer whose id is parameter `viewer_param` (0 for anonymous).
 pub fn profile_json(user_alias: &str, viewer_param: &str) -> String {
+    profile_json_following(
+        user_alias,
+        &format!(
+            "EXISTS (SELECT 1 FROM follows f \
+                WHERE f.follower_id = {viewer_param} AND f.followee_id = {user_alias}.id)"
+        ),
+    )
+}
+
+/// SQL for a profile JSON object of user alias `user_alias` whose
+/// `following` is the SQL boolean `following`, for a statement that knows
+/// it without looking it up.
+pub fn profile_json_following(user_alias: &str, following: &str) -> String {
     format!(
         "json_build_object(\
             'username', {u}.username, 'bio', {u}.bio, 'image', {u}.image, \
-            'following', EXISTS (SELECT 1 FROM follows f \
-                WHERE f.follower_id = {v} AND f.followee_id = {u}.id))",
+            'following', {following})",
         u = user_alias,
-        v = viewer_param
     )
 }
 

@@ -9,13 +9,13 @@ use spin_sdk::http::{Request, Response};
 use crate::auth::caller::{AuthUser, existing_viewer};
 use crate::db;
 use crate::error::{Error, ErrorBody};
-use crate::models::{Profile, ProfileResponse};
-use crate::web::{PathParams, json};
+use crate::models::ProfileResponse;
+use crate::web::{PathParams, json_text_under};
 
 fn profile_response(rows: &spin_sdk::pg4::RowSet) -> Result<Response, Error> {
     let row = db::first_row(rows).ok_or(Error::NotFound("profile"))?;
-    let profile: Profile = db::json_column(row, 0)?;
-    json(200, &ProfileResponse { profile })
+    let profile: String = db::column(row, 0)?;
+    json_text_under(200, "profile", &profile)
 }
 
 #[utoipa::path(

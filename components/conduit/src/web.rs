@@ -152,6 +152,19 @@ pub fn json_text(status: u16, body: String) -> Result<Response, Error> {
         .build())
 }
 
+/// A JSON document `{"<key>": <value>}` around `value`, a JSON text that
+/// PostgreSQL built in the shape of a response model, sent as it came
+/// instead of being parsed and serialized again.
+pub fn json_text_under(status: u16, key: &str, value: &str) -> Result<Response, Error> {
+    let mut body = String::with_capacity(value.len() + key.len() + 5);
+    body.push_str("{\"");
+    body.push_str(key);
+    body.push_str("\":");
+    body.push_str(value);
+    body.push('}');
+    json_text(status, body)
+}
+
 /// 204 No Content.
 pub fn no_content() -> Response {
     Response::new(204, Vec::<u8>::new())
