@@ -57,7 +57,7 @@ pub fn slug_base(title: &str) -> String {
 /// Where `article_json` reads an article's tags and favorites from.
 #[derive(Debug, Clone, Copy)]
 pub struct ArticleSources {
-    /// FROM clause (with its WHERE) yielding the article's tags as `t`.
+    /// SQL json: the article's tag names, sorted by name.
     pub tags: &'static str,
     /// SQL boolean: whether the viewer `$1` favorited the article.
     pub favorited: &'static str,
@@ -70,7 +70,12 @@ pub struct ArticleSources {
 
 /// The stored tags and favorites of article `a`: what every read renders.
 pub const STORED: ArticleSources = ArticleSources {
-    tags: "article_tags at JOIN tags t ON t.id = at.tag_id WHERE at.article_id = a.id",
+    // The names kept on the row (migrations/0010); an article written by a
+    // version from before that column has none, and its links are read.
+    tags: "COALESCE(to_json(a.tag_list), \
+           (SELECT json_agg(t.name ORDER BY t.name) \
+            FROM article_tags at JOIN tags t ON t.id = at.tag_id WHERE at.article_id = a.id), \
+           '[]'::json)",
     favorited: "EXISTS (SELECT 1 FROM favorites fv \
                 WHERE fv.article_id = a.id AND fv.user_id = $1::bigint)",
     favorites_count: "(SELECT count(*) FROM favorites fv WHERE fv.article_id = a.id)",
@@ -92,7 +97,7 @@ pub fn article_json(include_body: bool, sources: &ArticleSources) -> String {
     format!(
         "json_build_object(\
             'slug', a.slug, 'title', a.title, 'description', a.description, {body}\
-            'tagList', COALESCE((SELECT json_agg(t.name ORDER BY t.name) FROM {tags}), '[]'::json), \
+            'tagList', {tags}, \
             'createdAt', {created}, 'updatedAt', {updated}, \
             'favorited', {favorited}, 'favoritesCount', {favorites_count}, \
             'author', {author})",
@@ -209,7 +214,7 @@ fn kept_count_sql(filter_kind: &str, filter_id: &str) -> String {
 /// The columns of a page of the list: what a list shows (no body), so the
 /// page is not joined back to articles.
 const PAGE_COLUMNS: &str =
-    "a.id, a.slug, a.title, a.description, a.created_at, a.updated_at, a.author_id";
+    "a.id, a.slug, a.title, a.description, a.created_at, a.updated_at, a.author_id, a.tag_list";
 
 /// The order of every list, newest first.
 const NEWEST_FIRST: &str = "ORDER BY a.created_at DESC, a.id DESC";
@@ -490,13 +495,17 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     // shows it, in one statement. `tag_ids` (migrations/0008) creates the
     // tags that do not exist yet without writing or locking the existing
     // ones, and still finds a tag another creation committed a moment ago.
-    // The rendering reads what the inserts returned (a statement does not
-    // see its own inserts): the tags it linked, no favorites yet, and the
-    // author, whom the caller does not follow. The id comes from the identity
-    // column's sequence (migrations/0003), named once when the statement is
-    // prepared instead of looked up in the catalog on every creation.
+    // The article row keeps its tag names sorted as the API lists them
+    // (migrations/0010), so the rendering reads them from what the INSERT
+    // returned (a statement does not see its own inserts), with no favorites
+    // yet and the author, whom the caller does not follow. The links are
+    // written all the same: PostgreSQL runs every data-modifying WITH query
+    // to completion whether the rest of the statement reads it or not. The
+    // id comes from the identity column's sequence (migrations/0003), named
+    // once when the statement is prepared instead of looked up in the
+    // catalog on every creation.
     const INSERTED: ArticleSources = ArticleSources {
-        tags: "linked l JOIN named_tags t ON t.id = l.tag_id",
+        tags: "to_json(a.tag_list)",
         favorited: "false",
         favorites_count: "0",
         // Nobody follows themselves (follows_not_self).
@@ -505,21 +514,21 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
     let rows = db::query(
         &db,
         &format!(
-            "WITH new_article AS ( \
-               INSERT INTO articles (id, slug, author_id, title, description, body{revision_column}) \
-               SELECT next.id, $2::text || '-' || next.id, $1::bigint, $3::text, $4::text, $5::text{revision_value} \
-               FROM (SELECT nextval('articles_id_seq'::regclass) AS id) next \
-               RETURNING id, slug, author_id, title, description, body, created_at, updated_at{revision_column}), \
-             input_tags AS ( \
+            "WITH input_tags AS ( \
                SELECT value AS name, ordinality::integer AS position \
                FROM json_array_elements_text($6::text::json) WITH ORDINALITY), \
+             new_article AS ( \
+               INSERT INTO articles (id, slug, author_id, title, description, body, tag_list{revision_column}) \
+               SELECT next.id, $2::text || '-' || next.id, $1::bigint, $3::text, $4::text, $5::text, \
+                      ARRAY(SELECT name FROM input_tags ORDER BY name){revision_value} \
+               FROM (SELECT nextval('articles_id_seq'::regclass) AS id) next \
+               RETURNING id, slug, author_id, title, description, body, tag_list, created_at, updated_at{revision_column}), \
              named_tags AS ( \
                SELECT id, name FROM tag_ids(ARRAY(SELECT name FROM input_tags))), \
              linked AS ( \
                INSERT INTO article_tags (article_id, tag_id, position) \
                SELECT na.id, t.id, it.position \
-               FROM new_article na CROSS JOIN input_tags it JOIN named_tags t ON t.name = it.name \
-               RETURNING tag_id) \
+               FROM new_article na CROSS JOIN input_tags it JOIN named_tags t ON t.name = it.name) \
              SELECT {article}::text{revision_select} FROM new_article a JOIN users u ON u.id = a.author_id",
             article = article_json(true, &INSERTED),
             revision_column = release::INSERT_COLUMN,

@@ -90,6 +90,7 @@ async fn conduit_api_through_the_host() {
         check_feed_and_favorites(api).await;
         check_comments(api).await;
         check_tags_are_distinct(api).await;
+        check_tags_of_articles_written_before_tag_list(&server).await;
         check_concurrent_creations_share_tags(&server).await;
         check_articles_count_is_exact_for_every_filter(&server).await;
         check_strings_are_stored_exactly(api).await;
@@ -1259,6 +1260,69 @@ async fn check_tags_are_distinct(api: &Api) {
         reply.body["articles"][0]["tagList"],
         json!(["alpha-tag", "beta-tag"]),
         "duplicates dropped"
+    );
+}
+
+/// An article keeps its tag names on its row (migrations/0010); one written
+/// by a version from before that column has none there (NULL), and every
+/// read shows the same tags for it, from its links.
+async fn check_tags_of_articles_written_before_tag_list(server: &Server) {
+    let api = &server.api;
+    let token = register(api, "tag-list-writer").await;
+    let article = create_article(
+        api,
+        &token,
+        "Tag list kept",
+        &["tag-list-zeta", "tag-list-alpha", "tag-list-mu"],
+    )
+    .await;
+    let sorted = json!(["tag-list-alpha", "tag-list-mu", "tag-list-zeta"]);
+    assert_eq!(article["tagList"], sorted, "creation");
+    let slug = article["slug"].as_str().expect("slug").to_owned();
+    let kept = server
+        .sql(&format!(
+            "SELECT array_to_string(tag_list, ',') FROM articles WHERE slug = '{slug}'"
+        ))
+        .await
+        .expect("reading tag_list");
+    assert_eq!(kept.trim(), "tag-list-alpha,tag-list-mu,tag-list-zeta");
+
+    let reads = |label: &'static str| {
+        let slug = slug.clone();
+        let sorted = sorted.clone();
+        async move {
+            let one = api.get(&format!("/articles/{slug}"), None).await;
+            expect(&one, 200, label);
+            assert_eq!(
+                one.body["article"]["tagList"], sorted,
+                "{label}: one article"
+            );
+            let list = api.get("/articles?tag=tag-list-mu", None).await;
+            expect(&list, 200, label);
+            assert_eq!(list.body["articles"][0]["tagList"], sorted, "{label}: list");
+            let mine = api.get("/articles?author=tag-list-writer", None).await;
+            assert_eq!(
+                mine.body["articles"][0]["tagList"], sorted,
+                "{label}: by author"
+            );
+        }
+    };
+    reads("kept on the row").await;
+    server
+        .sql(&format!(
+            "UPDATE articles SET tag_list = NULL WHERE slug = '{slug}'"
+        ))
+        .await
+        .expect("forgetting tag_list");
+    reads("read from the links").await;
+    let untagged = create_article(api, &token, "No tags at all", &[]).await;
+    assert_eq!(untagged["tagList"], json!([]), "creation without tags");
+    let untagged_slug = untagged["slug"].as_str().expect("slug");
+    let one = api.get(&format!("/articles/{untagged_slug}"), None).await;
+    assert_eq!(
+        one.body["article"]["tagList"],
+        json!([]),
+        "no tags, read back"
     );
 }
 
