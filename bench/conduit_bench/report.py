@@ -30,9 +30,9 @@ def header(report: dict) -> list[str]:
         "- Uncommitted changes in host/, components/, devstack/, docker/nginx/ at the time: "
         + (", ".join(f"`{line.strip()}`" for line in report["uncommitted_changes"]) or "none"),
         f"- Machine: {machine['nproc']} cores (`nproc`), {machine['cpu']}; load average at start "
-        f"{machine['load_start']}, at end {machine['load_end']}. **Shared machine**: other engineers were "
-        "compiling and testing on it during the run, and wrk, nginx, PostgreSQL and the replicas all share "
-        "the same cores, so absolute figures are low and noisy; ratios taken in the same run are the "
+        f"{machine['load_start']}, at end {machine['load_end']}. wrk, nginx, PostgreSQL and the servers "
+        "share these cores, and nothing keeps other work off them (the load averages tell how busy the "
+        "machine was), so absolute figures move from run to run; ratios taken in the same run are the "
         "meaningful part.",
         f"- Load tool: wrk ({report['wrk_version']}), {report['duration']}s per run, `--timeout 30s`, "
         "2 threads (1 at one connection); pgbench with `-M prepared`.",
