@@ -82,6 +82,7 @@ impl Admin {
             }
             "/metrics" => {
                 self.runtime.shared.capabilities.record_metrics();
+                self.runtime.record_pool_metrics();
                 text(
                     StatusCode::OK,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",

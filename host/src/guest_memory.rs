@@ -41,14 +41,24 @@
 //! A growth that cannot fit even in the whole budget is refused at once,
 //! as the per-instance cap refuses one: the guest's `memory.grow` fails.
 //!
-//! **The default, 160 MiB**, is sized for a replica in a 256 MiB container:
-//! the host itself uses about 50 MiB (code, pools, buffers), and each pool
-//! slot an instance used keeps up to 4 MiB resident for the next one
-//! (`linear_memory_keep_resident` in [`crate::runtime`]), which the budget
-//! does not count. It is above the per-instance cap (128 MiB), so one
-//! instance can always reach its cap, and it holds seven argon2 password
-//! hashes (19 MiB each) at once, three times what two cores hash at full
-//! speed: a login flood waits for its turn instead of multiplying memory.
+//! **The default, 160 MiB**, leaves room in a 256 MiB container for the
+//! host itself (about 50 MiB: code, pools, buffers) and for a few dozen
+//! MiB of what the pool keeps. It is above the per-instance cap (128 MiB),
+//! so one instance can always reach its cap, and it holds seven argon2
+//! password hashes (19 MiB each) at once, three times what two cores hash
+//! at full speed: a login flood waits for its turn instead of multiplying
+//! memory.
+//!
+//! **What the budget does not count:** each pool slot an instance used
+//! keeps up to 4 MiB of the memory it dirtied resident for the next one
+//! (`linear_memory_keep_resident` in [`crate::runtime`]), and the pool
+//! reuses the most recently used slots, so this grows with the most
+//! instances that ever ran at once, not with the traffic: after 64
+//! connections of small requests and then a login flood, a replica with no
+//! flags is well above 256 MiB. `/metrics` reports it
+//! (`wasmhost_guest_memory_kept_resident_bytes`,
+//! `wasmhost_guest_memory_warm_slots`), and `--max-concurrency` bounds it
+//! (at most 4 MiB per instance that may run).
 //!
 //! The request path pays two atomic operations when memory is not short
 //! (reserve on admission, give back with the store), and nothing per

@@ -352,6 +352,8 @@ pub struct GuestMemoryMetrics {
     budget: Gauge,
     in_use: Gauge,
     peak: Gauge,
+    kept_resident: Gauge,
+    warm_slots: Gauge,
     waiting: Family<StageLabels, Gauge>,
     wait_seconds: Family<StageLabels, Histogram>,
     refused: Family<ReasonLabels, Counter>,
@@ -363,6 +365,8 @@ impl GuestMemoryMetrics {
             budget: Gauge::default(),
             in_use: Gauge::default(),
             peak: Gauge::default(),
+            kept_resident: Gauge::default(),
+            warm_slots: Gauge::default(),
             waiting: Family::default(),
             wait_seconds: Family::new_with_constructor(|| {
                 Histogram::new([
@@ -391,6 +395,17 @@ impl GuestMemoryMetrics {
             metrics.peak.clone(),
         );
         registry.register(
+            "guest_memory_kept_resident_bytes",
+            "Linear memory of unused pool slots kept resident for the next instance, \
+             which the budget does not count",
+            metrics.kept_resident.clone(),
+        );
+        registry.register(
+            "guest_memory_warm_slots",
+            "Unused pool slots for linear memory that an instance used before",
+            metrics.warm_slots.clone(),
+        );
+        registry.register(
             "guest_memory_waiting",
             "Requests waiting for guest memory, by stage (admission, growth)",
             metrics.waiting.clone(),
@@ -411,6 +426,14 @@ impl GuestMemoryMetrics {
 
     pub fn set_budget(&self, bytes: usize) {
         self.budget.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// What the pooling allocator keeps of the slots no instance uses: the
+    /// bytes left resident and the number of such slots (read at scrape).
+    pub fn set_pool(&self, kept_resident: usize, warm_slots: u32) {
+        self.kept_resident
+            .set(i64::try_from(kept_resident).unwrap_or(i64::MAX));
+        self.warm_slots.set(i64::from(warm_slots));
     }
 
     /// Bytes held now: the counter the budget takes from and gives back to.

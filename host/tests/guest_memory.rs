@@ -131,6 +131,19 @@ async fn a_burst_needing_four_times_the_budget_waits_for_it_and_no_request_fails
         !metrics.contains("wasmhost_guest_memory_refused_total{"),
         "no wait failed:\n{metrics}"
     );
+
+    // The slots those instances used keep part of their memory resident
+    // for the next instance, outside the budget: reported, and at most the
+    // 4 MiB per slot the pool is configured to keep.
+    let metrics = host.metrics().await.unwrap();
+    let warm = metric(&metrics, "wasmhost_guest_memory_warm_slots", "");
+    let kept = metric(&metrics, "wasmhost_guest_memory_kept_resident_bytes", "");
+    assert!(warm >= 1.0, "no warm slot after two bursts:\n{metrics}");
+    assert!(
+        kept > 0.0 && kept <= warm * 4.0 * MIB,
+        "{} MiB kept resident in {warm} warm slots",
+        kept / MIB
+    );
 }
 
 #[tokio::test]
