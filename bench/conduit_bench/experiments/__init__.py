@@ -2,8 +2,8 @@
 order too. Adding one means adding its module here (see base.Experiment and
 bench/README.md)."""
 
-from . import (baselines, counts, host, key_value, login_flood, peer, previous_build, profiles, reuse, scenarios,
-               tls, tracing)
+from . import (baselines, counts, create_cost, host, key_value, login_flood, peer, previous_build, profiles, reuse,
+               scenarios, tls, tracing)
 from .base import Context, Experiment
 
 EXPERIMENTS: list[Experiment] = [
@@ -12,6 +12,7 @@ EXPERIMENTS: list[Experiment] = [
     previous_build.EXPERIMENT,
     reuse.EXPERIMENT,
     counts.EXPERIMENT,
+    create_cost.EXPERIMENT,
     tracing.EXPERIMENT,
     peer.EXPERIMENT,
     login_flood.EXPERIMENT,

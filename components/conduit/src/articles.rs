@@ -492,7 +492,7 @@ pub fn create(req: &Request, _params: &PathParams) -> Result<Response, Error> {
 
     let db = db::connect()?;
     // The article, its tags and their links, and the article as the API
-    // shows it, in one statement. `tag_ids` (migrations/0008) creates the
+    // shows it, in one statement. `tag_ids` (migrations/0008, 0011) creates the
     // tags that do not exist yet without writing or locking the existing
     // ones, and still finds a tag another creation committed a moment ago.
     // The article row keeps its tag names sorted as the API lists them
