@@ -36,13 +36,29 @@ def backend_ticks(admin_url: str, database: str) -> dict[int, int]:
     return {int(pid): cpu_ticks(int(pid)) for pid in pids.split()}
 
 
+# Rows deleted per transaction by `delete_in_batches`.
+DELETE_BATCH = 1000
+
+
+def delete_in_batches(database_url: str, table: str, condition: str) -> None:
+    """Deletes the rows of `table` that match `condition`, a batch per
+    transaction. One transaction that deletes tens of thousands of articles
+    changes the same count rows (migrations/0009) once per article, and each
+    change walks the versions the transaction left before it: a create run's
+    46,000 articles took more than two minutes that way."""
+    while int(psql(database_url, f"WITH gone AS (DELETE FROM {table} WHERE ctid IN "
+                                 f"(SELECT ctid FROM {table} WHERE {condition} LIMIT {DELETE_BATCH}) "
+                                 "RETURNING 1) SELECT count(*) FROM gone")) > 0:
+        pass
+
+
 def reset_data(database_url: str, scenario: str) -> None:
     """Deletes what a write scenario added, so that every run reads the
     seeded data set."""
     if scenario == "create_article":
-        psql(database_url, "DELETE FROM articles WHERE title LIKE 'Load article %'")
+        delete_in_batches(database_url, "articles", "title LIKE 'Load article %'")
     elif scenario == "comment":
-        psql(database_url, "DELETE FROM comments WHERE body LIKE 'Load comment %'")
+        delete_in_batches(database_url, "comments", "body LIKE 'Load comment %'")
 
 
 def database_deadlocks(database_url: str) -> int:

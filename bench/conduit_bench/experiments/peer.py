@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..common import ROOT, log
-from ..database import backend_ticks, psql
+from ..database import backend_ticks, delete_in_batches, psql
 from ..formatting import fmt, ratio, rounds_rps, split_list
 from ..load import run_wrk
 from ..measure import median_run
@@ -287,10 +287,9 @@ def measure_run(settings: Settings, side: Side, scenario: str, cluster: PrivateP
 
 def delete_load_articles(database_url: str) -> None:
     """What a create run added, from whichever articles table the schema has."""
-    branches = "".join(
-        f"IF to_regclass('{table}') IS NOT NULL THEN DELETE FROM {table} WHERE title LIKE 'Load article %'; END IF; "
-        for table in ARTICLE_TABLES)
-    psql(database_url, f"DO $$ BEGIN {branches}END $$")
+    for table in ARTICLE_TABLES:
+        if psql(database_url, f"SELECT to_regclass('{table}') IS NOT NULL") == "t":
+            delete_in_batches(database_url, table, "title LIKE 'Load article %'")
 
 
 def median_with_failures(runs: list[dict]) -> dict:
