@@ -22,6 +22,12 @@ def psql(database_url: str, sql: str) -> str:
     return completed.stdout.strip()
 
 
+def psql_pairs(database_url: str, sql: str) -> list[tuple[str, str]]:
+    """The rows of a query that selects `first || '|' || second`, each as
+    (first, second); `first` holds no '|' (a name)."""
+    return [tuple(line.split("|", 1)) for line in psql(database_url, sql).splitlines() if "|" in line]
+
+
 def database_url(admin_url: str, database: str) -> str:
     """`admin_url` pointed at another database of the same server."""
     parsed = urllib.parse.urlsplit(admin_url)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..database import psql
+from ..database import psql, psql_pairs
 from ..formatting import fmt, ratio, rounds_rps
 from ..measure import ComparisonLoad, interleaved
 from .base import Context, Experiment
@@ -31,10 +31,9 @@ class Settings:
 
 def count_triggers(owner_url: str) -> list[tuple[str, str]]:
     """The triggers that keep articlesCount (migrations/0009): (table, name)."""
-    rows = psql(owner_url, "SELECT tgrelid::regclass || '|' || tgname FROM pg_trigger "
-                           "WHERE tgfoid IN ('count_articles'::regproc, 'count_article_tags'::regproc, "
-                           "'count_favorites'::regproc) ORDER BY 1")
-    return [tuple(line.split("|", 1)) for line in rows.splitlines() if "|" in line]
+    return psql_pairs(owner_url, "SELECT tgrelid::regclass || '|' || tgname FROM pg_trigger "
+                                 "WHERE tgfoid IN ('count_articles'::regproc, 'count_article_tags'::regproc, "
+                                 "'count_favorites'::regproc) ORDER BY 1")
 
 
 def set_count_triggers(owner_url: str, triggers: list[tuple[str, str]], enabled: bool) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..database import psql
+from ..database import psql, psql_pairs
 from ..formatting import fmt, rounds_rps
 from ..measure import ComparisonLoad, interleaved
 from .base import Context, Experiment
@@ -63,13 +63,13 @@ class Schema:
         self.triggers = count_triggers(owner_url)
         if not self.triggers:
             raise RuntimeError("no articlesCount triggers in the database (migrations/0009)")
-        keys = psql(owner_url, "SELECT conname || '|' || pg_get_constraintdef(oid) FROM pg_constraint "
-                               "WHERE conrelid = 'article_tags'::regclass AND contype = 'f' ORDER BY conname")
-        self.link_keys = [tuple(line.split("|", 1)) for line in keys.splitlines() if "|" in line]
-        indexes = psql(owner_url, "SELECT indexname || '|' || indexdef FROM pg_indexes "
-                                  "WHERE schemaname = current_schema() AND indexname IN "
-                                  f"({', '.join(repr(name) for name in LIST_INDEXES)}) ORDER BY indexname")
-        self.list_indexes = [tuple(line.split("|", 1)) for line in indexes.splitlines() if "|" in line]
+        self.link_keys = psql_pairs(
+            owner_url, "SELECT conname || '|' || pg_get_constraintdef(oid) FROM pg_constraint "
+                       "WHERE conrelid = 'article_tags'::regclass AND contype = 'f' ORDER BY conname")
+        self.list_indexes = psql_pairs(
+            owner_url, "SELECT indexname || '|' || indexdef FROM pg_indexes "
+                       "WHERE schemaname = current_schema() AND indexname IN "
+                       f"({', '.join(repr(name) for name in LIST_INDEXES)}) ORDER BY indexname")
         if len(self.link_keys) != 2 or len(self.list_indexes) != len(LIST_INDEXES):
             raise RuntimeError(f"unexpected schema: article_tags keys {self.link_keys}, "
                                f"list indexes {self.list_indexes}")
